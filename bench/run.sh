@@ -1,0 +1,364 @@
+#!/usr/bin/env bash
+# NAME
+#	run.sh - Herald benchmarks on a private, throw-away stack
+# SYNOPSIS
+#	bench/run.sh intake
+# DESCRIPTION
+#	intake: builds herald-bench, heraldd and heraldctl if needed, starts
+#	its own PostgreSQL 15 (deploy/pg-local.sh, default durability: fsync,
+#	synchronous_commit and full_page_writes on, checked with SHOW),
+#	migrates it, creates the broker login role and runs heraldd on free
+#	ports in a temporary directory, then:
+#	  1. closed-loop runs of herald-bench at each concurrency in
+#	     CONCURRENCIES (the peak acks/s is "herald");
+#	  2. an open-loop run at half that peak rate, with the peak's
+#	     concurrency (its p99 is "p99_ms");
+#	  3. the anchor: pgbench, 8 clients (-c 8 -j 2), one single-row
+#	     INSERT of a ~500-byte row per transaction, synchronous_commit on,
+#	     against the same PostgreSQL (its tps is "anchor");
+#	  4. correctness: rows in herald.messages must equal the ACKs counted
+#	     by every herald-bench run, else exit 1.
+#	Every phase starts after a CHECKPOINT so none pays for another's
+#	dirty pages. CPU seconds of heraldd, PostgreSQL (all its processes)
+#	and herald-bench are shown per run, with the average group-commit
+#	batch (messages per intake_batch call, from herald.audit_links).
+#	The last line of output is always
+#	  RESULT intake herald=<acks/s> anchor=<tps> ratio=<x.xx> p99_ms=<ms>
+#	Targets (ratio >= 3, p99 <= 20 ms at half peak) are printed, not
+#	enforced. Everything is stopped and removed on exit, even on failure
+#	(KEEP_TMP=1 keeps the directory for a post-mortem).
+# ENVIRONMENT
+#	BUILD_DIR        build directory (default: <repo>/build-bench)
+#	CONCURRENCIES    closed-loop concurrencies (default "1 4 16 64")
+#	MESSAGES         messages per closed-loop run (default 30000)
+#	INFLIGHT         total outstanding requests in closed loop; the window
+#	                 per connection is INFLIGHT/C, at least 8 (default 1024)
+#	RATE_SECONDS     length of the half-peak open-loop run (default 15)
+#	ANCHOR_SECONDS   pgbench duration (default 20)
+#	DRIVER           herald-bench driver: lib (default) or raw
+#	HERALDD_CONF     extra libconfig text appended to heraldd's config,
+#	                 e.g. 'intake = { batch_max_messages = 512; };'
+# EXIT STATUS
+#	0 done and consistent; 1 a run failed or rows != ACKs; 2 usage.
+set -euo pipefail
+
+PROG=${0##*/}
+REPO=$(cd -- "$(dirname -- "$0")/.." && pwd -P)
+BUILD_DIR=${BUILD_DIR:-$REPO/build-bench}
+CONCURRENCIES=${CONCURRENCIES:-"1 4 16 64"}
+MESSAGES=${MESSAGES:-30000}
+INFLIGHT=${INFLIGHT:-1024}
+RATE_SECONDS=${RATE_SECONDS:-15}
+ANCHOR_SECONDS=${ANCHOR_SECONDS:-20}
+DRIVER=${DRIVER:-lib}
+HERALDD_CONF=${HERALDD_CONF:-}
+SIZE=500
+BROKER_ROLE=heraldd_bench
+PY=/usr/bin/python3
+
+die() {
+	echo "$PROG: $*" >&2
+	exit 1
+}
+
+usage() {
+	echo "usage: $PROG intake" >&2
+	exit 2
+}
+
+log() {
+	echo "# $*"
+}
+
+[ $# -eq 1 ] && [ "$1" = intake ] || usage
+
+# ---- build -------------------------------------------------------------
+
+build() {
+	if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+		log "configuring $BUILD_DIR"
+		cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	fi
+	log "building herald-bench heraldd heraldctl in $BUILD_DIR"
+	cmake --build "$BUILD_DIR" -j "$(nproc)" --target herald-bench heraldd heraldctl >/dev/null
+}
+
+build
+BENCH=$BUILD_DIR/bench/herald-bench
+HERALDD=$BUILD_DIR/broker/heraldd
+HERALDCTL=$BUILD_DIR/ctl/heraldctl
+PGLOCAL=$REPO/deploy/pg-local.sh
+for b in "$BENCH" "$HERALDD" "$HERALDCTL"; do
+	[ -x "$b" ] || die "missing $b after the build"
+done
+
+# ---- stack -------------------------------------------------------------
+
+TMP=$(mktemp -d /tmp/herald-bench.XXXXXX)
+chmod 755 "$TMP" # the postgres user must reach the cluster directory
+HERALDD_PID=
+ok=0
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$HERALDD_PID" ] && kill -0 "$HERALDD_PID" 2>/dev/null; then
+		kill -TERM "$HERALDD_PID" 2>/dev/null || true
+		for _ in $(seq 1 100); do
+			kill -0 "$HERALDD_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$HERALDD_PID" 2>/dev/null || true
+	fi
+	if [ -d "$TMP/pg" ]; then
+		"$PGLOCAL" stop "$TMP/pg" >/dev/null 2>&1 || true
+	fi
+	if [ "$ok" != 1 ] && [ -f "$TMP/heraldd.log" ]; then
+		echo "--- heraldd log (tail) ---" >&2
+		tail -n 20 "$TMP/heraldd.log" >&2 || true
+	fi
+	if [ -n "${KEEP_TMP:-}" ]; then
+		echo "$PROG: kept $TMP" >&2
+	else
+		rm -rf -- "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+PGPORT=$(free_port)
+"$PGLOCAL" start "$TMP/pg" "$PGPORT" >"$TMP/pg-local.log" 2>&1 ||
+	{ cat "$TMP/pg-local.log" >&2; die "PostgreSQL did not start"; }
+DB_URL=$("$PGLOCAL" url "$TMP/pg" "$PGPORT")
+BROKER_URL="postgresql://$BROKER_ROLE@127.0.0.1:$PGPORT/postgres"
+
+sql() {
+	psql "$DB_URL" -X -A -t -q -v ON_ERROR_STOP=1 -c "$1"
+}
+
+log "PostgreSQL $(sql 'SHOW server_version') on 127.0.0.1:$PGPORT ($TMP/pg)"
+for setting in fsync synchronous_commit full_page_writes; do
+	value=$(sql "SHOW $setting")
+	log "  $setting = $value"
+	[ "$value" = on ] || die "$setting is '$value': the benchmark needs default durability"
+done
+
+"$HERALDCTL" --db "$DB_URL" db migrate >"$TMP/migrate.log" 2>&1 ||
+	{ cat "$TMP/migrate.log" >&2; die "heraldctl db migrate failed"; }
+sql "CREATE ROLE $BROKER_ROLE LOGIN IN ROLE herald_broker"
+
+HPORT=$(free_port)
+ENDPOINT=tcp://127.0.0.1:$HPORT
+cat >"$TMP/heraldd.conf" <<EOF
+listen = "$ENDPOINT";
+log_level = "info";
+$HERALDD_CONF
+EOF
+"$HERALDD" -c "$TMP/heraldd.conf" --db "$BROKER_URL" >"$TMP/heraldd.log" 2>&1 &
+HERALDD_PID=$!
+"$BENCH" ping --endpoint "$ENDPOINT" --wait-ms 15000 || die "heraldd did not become ready"
+log "heraldd pid $HERALDD_PID on $ENDPOINT; config:"
+"$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null | grep -E 'batch_max|max_pending' |
+	sed 's/^[[:space:]]*/#   /' || true
+
+PG_POSTMASTER=$(head -n 1 "$TMP/pg/data/postmaster.pid")
+
+# ---- measurement helpers ------------------------------------------------
+
+CLK_TCK=$(getconf CLK_TCK)
+
+# CPU ticks used so far by one process (utime + stime).
+proc_ticks() {
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# CPU ticks of the whole cluster: the postmaster, the children it has
+# reaped and the children alive now (a child moves from the last group
+# to the second when it exits, so differences stay right).
+pg_ticks() {
+	local total children pid
+	total=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$PG_POSTMASTER/stat")
+	children=$(cat "/proc/$PG_POSTMASTER/task/$PG_POSTMASTER/children" 2>/dev/null || true)
+	for pid in $children; do
+		total=$((total + $(proc_ticks "$pid")))
+	done
+	echo "$total"
+}
+
+batches() {
+	sql "SELECT count(*) FROM herald.audit_links"
+}
+
+checkpoint() {
+	sql "CHECKPOINT"
+}
+
+# calc EXPR: floating-point arithmetic (awk is always there, bc may not be).
+calc() {
+	awk "BEGIN { printf \"%.6f\", $1 }"
+}
+
+# field NAME LINE: the value of NAME=value in a herald-bench result line.
+field() {
+	echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+
+TOTAL_ACKS=0
+RUN_FAILED=0
+ROWS=()
+
+# run_bench LABEL ARGS...: one herald-bench run with CPU and batch accounting.
+run_bench() {
+	local label=$1
+	shift
+	checkpoint
+	local h0 p0 b0 t0 h1 p1 b1 t1 line rc=0
+	h0=$(proc_ticks "$HERALDD_PID")
+	p0=$(pg_ticks)
+	b0=$(batches)
+	t0=$(date +%s.%N)
+	line=$("$BENCH" intake --endpoint "$ENDPOINT" --size "$SIZE" --driver "$DRIVER" "$@" \
+		2>"$TMP/bench.err") || rc=$?
+	t1=$(date +%s.%N)
+	h1=$(proc_ticks "$HERALDD_PID")
+	p1=$(pg_ticks)
+	b1=$(batches)
+	echo "$line"
+	if [ -s "$TMP/bench.err" ]; then
+		sed 's/^/# /' "$TMP/bench.err"
+	fi
+	if [ -z "$line" ]; then
+		RUN_FAILED=1
+		die "herald-bench failed (exit $rc)"
+	fi
+	[ "$rc" -eq 0 ] || RUN_FAILED=1
+	local acks wall heraldd_pct pg_pct batch
+	acks=$(field acks "$line")
+	TOTAL_ACKS=$((TOTAL_ACKS + acks))
+	wall=$(calc "$t1 - $t0")
+	heraldd_pct=$(calc "100 * ($h1 - $h0) / $CLK_TCK / $wall")
+	pg_pct=$(calc "100 * ($p1 - $p0) / $CLK_TCK / $wall")
+	if [ "$b1" -gt "$b0" ]; then
+		batch=$(calc "$acks / ($b1 - $b0)")
+	else
+		batch=0
+	fi
+	ROWS+=("$(printf '%-10s %5s %6s %7s %9s %8s %8s %8s %7s %6s %8s %8s %6s %6s' \
+		"$label" "$(field concurrency "$line")" "$(field window "$line")" \
+		"$(field messages "$line")" "$(field acks_per_s "$line")" \
+		"$(field p50_ms "$line")" "$(field p99_ms "$line")" "$(field max_ms "$line")" \
+		"$(printf '%.0f' "$batch")" "$(field errors "$line")" \
+		"$(printf '%.0f%%' "$heraldd_pct")" "$(printf '%.0f%%' "$pg_pct")" \
+		"$(field client_cpu_pct "$line")%" "$(printf '%.0f' "$wall")")")
+	LAST_LINE=$line
+}
+
+window_for() {
+	local w=$(((INFLIGHT + $1 - 1) / $1))
+	[ "$w" -ge 8 ] || w=8
+	echo "$w"
+}
+
+# ---- 1. closed loop ------------------------------------------------------
+
+log "warm-up"
+run_bench warmup --concurrency 16 --window "$(window_for 16)" --messages 5000 >/dev/null
+
+PEAK=0
+PEAK_C=1
+for c in $CONCURRENCIES; do
+	log "closed loop: concurrency $c, window $(window_for "$c"), $MESSAGES messages"
+	run_bench closed --concurrency "$c" --window "$(window_for "$c")" --messages "$MESSAGES"
+	rate=$(field acks_per_s "$LAST_LINE")
+	if [ "$rate" -gt "$PEAK" ]; then
+		PEAK=$rate
+		PEAK_C=$c
+	fi
+done
+[ "$PEAK" -gt 0 ] || die "no closed-loop run acknowledged anything"
+
+# ---- 2. open loop at half the peak ---------------------------------------
+
+HALF=$((PEAK / 2))
+RATE_MESSAGES=$((HALF * RATE_SECONDS))
+[ "$RATE_MESSAGES" -ge 1000 ] || RATE_MESSAGES=1000
+RATE_WINDOW=$(((4096 + PEAK_C - 1) / PEAK_C))
+[ "$RATE_WINDOW" -ge 64 ] || RATE_WINDOW=64
+log "open loop: $HALF msgs/s (half of $PEAK), concurrency $PEAK_C, $RATE_MESSAGES messages"
+run_bench half-peak --concurrency "$PEAK_C" --window "$RATE_WINDOW" --rate "$HALF" \
+	--messages "$RATE_MESSAGES"
+HALF_P99=$(field p99_ms "$LAST_LINE")
+HALF_ACHIEVED=$(field acks_per_s "$LAST_LINE")
+
+# ---- 3. anchor -------------------------------------------------------------
+
+sql "CREATE TABLE bench_anchor (id bigserial PRIMARY KEY,
+	created_at timestamptz NOT NULL DEFAULT now(), payload text NOT NULL)"
+# 15 md5 hex strings: a 480-character payload, a ~520-byte row (as wide as
+# a benchmark message row) that TOAST leaves uncompressed.
+cat >"$TMP/anchor.sql" <<'EOF'
+INSERT INTO bench_anchor (payload) VALUES (repeat(md5(random()::text), 15));
+EOF
+checkpoint
+log "anchor: pgbench -M prepared -c 8 -j 2 -T $ANCHOR_SECONDS (single-row INSERT, synchronous_commit=on)"
+p0=$(pg_ticks)
+PGOPTIONS='-c synchronous_commit=on' pgbench -n -M prepared -c 8 -j 2 -T "$ANCHOR_SECONDS" \
+	-f "$TMP/anchor.sql" -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >"$TMP/pgbench.out" 2>&1 ||
+	{ cat "$TMP/pgbench.out" >&2; die "pgbench failed"; }
+p1=$(pg_ticks)
+ANCHOR=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$TMP/pgbench.out" | head -n 1)
+[ -n "$ANCHOR" ] || { cat "$TMP/pgbench.out" >&2; die "no tps in pgbench output"; }
+ANCHOR=$(printf '%.0f' "$ANCHOR")
+ANCHOR_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$TMP/pgbench.out")
+ANCHOR_PG_PCT=$(printf '%.0f' "$(calc "100 * ($p1 - $p0) / $CLK_TCK / $ANCHOR_SECONDS")")
+ANCHOR_ROW=$(sql "SELECT round(avg(pg_column_size(a.*))) FROM (SELECT * FROM bench_anchor LIMIT 1000) a")
+
+# ---- 4. correctness --------------------------------------------------------
+
+MSG_ROWS=$(sql "SELECT count(*) FROM herald.messages")
+DELIVERY_ROWS=$(sql "SELECT count(*) FROM herald.deliveries")
+MSG_ROW_BYTES=$(sql "SELECT round(avg(pg_column_size(m.*))) FROM (SELECT * FROM herald.messages LIMIT 1000) m")
+
+# ---- report ----------------------------------------------------------------
+
+echo
+printf '%-10s %5s %6s %7s %9s %8s %8s %8s %7s %6s %8s %8s %6s %6s\n' \
+	run conc window msgs acks/s p50_ms p99_ms max_ms batch errors heraldd postgres bench wall_s
+for row in "${ROWS[@]}"; do
+	echo "$row"
+done
+echo "(CPU columns: % of one core over the run; batch: messages per intake_batch call)"
+echo
+echo "peak:        $PEAK acks/s at concurrency $PEAK_C (closed loop, $INFLIGHT requests outstanding)"
+echo "half peak:   $HALF msgs/s offered, $HALF_ACHIEVED acks/s achieved, p99 $HALF_P99 ms (open loop)"
+echo "anchor:      $ANCHOR tps, pgbench -M prepared -c 8 -j 2, 1 INSERT/txn of a ${ANCHOR_ROW}-byte row;" \
+	"latency avg $ANCHOR_LAT ms; postgres CPU ${ANCHOR_PG_PCT}%"
+echo "rows:        herald.messages=$MSG_ROWS (avg ${MSG_ROW_BYTES} bytes) deliveries=$DELIVERY_ROWS" \
+	"acks_counted=$TOTAL_ACKS"
+RATIO=$(printf '%.2f' "$(calc "$PEAK / $ANCHOR")")
+verdict() { # CONDITION
+	awk "BEGIN { print (($1) ? \"met\" : \"NOT met\") }"
+}
+echo "target:      ratio >= 3          -> $RATIO ($(verdict "$RATIO >= 3"))"
+echo "target:      p99 <= 20 ms @ half -> $HALF_P99 ms ($(verdict "$HALF_P99 <= 20"))"
+
+status=0
+if [ "$MSG_ROWS" -ne "$TOTAL_ACKS" ]; then
+	echo "correctness: FAILED: $MSG_ROWS rows in herald.messages but $TOTAL_ACKS ACKs"
+	status=1
+else
+	echo "correctness: ok: rows in herald.messages == ACKs counted ($TOTAL_ACKS)"
+fi
+if [ "$RUN_FAILED" -ne 0 ]; then
+	echo "errors:      some herald-bench run reported errors (see above)"
+	status=1
+fi
+[ "$status" -ne 0 ] || ok=1
+echo "RESULT intake herald=$PEAK anchor=$ANCHOR ratio=$RATIO p99_ms=$HALF_P99"
+exit "$status"

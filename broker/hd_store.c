@@ -1,0 +1,601 @@
+/*
+ * NAME
+ *	hd_store - durable intake into PostgreSQL with group commit
+ * DESCRIPTION
+ *	A small state machine over one asynchronous libpq connection:
+ *	DOWN (waiting to reconnect) -> CONNECTING -> READY <-> BUSY. A batch
+ *	is encoded as one JSON array (jansson) and passed as the single
+ *	parameter of herald.intake_batch, so a batch of any size costs one
+ *	round trip and one COMMIT. Two submissions with the same (app,
+ *	idempotency key) in one batch travel once; the second completes with
+ *	the first's result, marked duplicate.
+ */
+#include "hd_store.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "hd_err.h"
+#include "hd_log.h"
+#include "hd_mem.h"
+#include "hd_time.h"
+
+typedef enum { HD_STORE_DOWN, HD_STORE_CONNECTING, HD_STORE_READY, HD_STORE_BUSY } hd_store_state_t;
+
+struct hd_store {
+	hd_store_options_t opts;
+	char *conninfo;
+	hd_store_done_fn done;
+	void *done_arg;
+
+	hd_store_state_t state;
+	PGconn *conn;
+	PostgresPollingStatusType connect_poll;
+	unsigned reconnect_attempt;
+	int64_t reconnect_at_ms;
+	bool want_write;          /* PQflush left output behind */
+
+	hd_store_item_t *pending_head, *pending_tail;
+	size_t pending_count;
+
+	hd_store_item_t **inflight;   /* index = ord - 1 */
+	size_t inflight_count;
+	bool inflight_seen_error;
+	char inflight_error[192];
+	bool inflight_lost;           /* connection failed during the batch */
+	PGresult *inflight_result;
+};
+
+static const char hd_store_intake_sql[] =
+	"SELECT ord, message_id, class, state, duplicate FROM herald.intake_batch($1::jsonb)";
+
+/* ---- items ------------------------------------------------------------ */
+
+void hd_store_item_destroy(hd_store_item_t **item_p)
+{
+	if (!item_p || !*item_p)
+		return;
+	hd_store_item_t *item = *item_p;
+	free(item->app);
+	hd_msg_destroy(&item->msg);
+	free(item);
+	*item_p = NULL;
+}
+
+static void hd_store_complete(hd_store_t *self, hd_store_item_t *item,
+			      const hd_store_result_t *res)
+{
+	hd_store_item_t *f = item->followers;
+	item->followers = NULL;
+	item->next = NULL;
+	self->done(self->done_arg, item, res);
+	while (f) {
+		hd_store_item_t *next = f->next;
+		hd_store_result_t copy = *res;
+		if (copy.code == HD_OK)
+			copy.duplicate = true;
+		f->next = NULL;
+		self->done(self->done_arg, f, &copy);
+		f = next;
+	}
+}
+
+static void hd_store_fail_item(hd_store_t *self, hd_store_item_t *item, int code,
+			       const char *reason)
+{
+	hd_store_result_t res = {.code = code};
+	snprintf(res.reason, sizeof(res.reason), "%s", reason);
+	hd_store_complete(self, item, &res);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+hd_store_t *hd_store_new(const hd_store_options_t *opts, hd_store_done_fn done, void *arg)
+{
+	hd_store_t *self = hd_calloc(1, sizeof(*self));
+	self->opts = *opts;
+	self->conninfo = hd_strdup(opts->conninfo ? opts->conninfo : "");
+	self->opts.conninfo = self->conninfo;
+	self->done = done;
+	self->done_arg = arg;
+	self->state = HD_STORE_DOWN;
+	self->reconnect_at_ms = 0;
+	self->inflight = hd_calloc((size_t)opts->batch_max, sizeof(hd_store_item_t *));
+	return self;
+}
+
+static void hd_store_fail_all(hd_store_t *self, const char *reason)
+{
+	for (size_t i = 0; i < self->inflight_count; i++) {
+		hd_store_item_t *item = self->inflight[i];
+		self->inflight[i] = NULL;
+		hd_store_fail_item(self, item, HD_E_UNAVAILABLE, reason);
+	}
+	self->inflight_count = 0;
+	while (self->pending_head) {
+		hd_store_item_t *item = self->pending_head;
+		self->pending_head = item->next;
+		hd_store_fail_item(self, item, HD_E_UNAVAILABLE, reason);
+	}
+	self->pending_tail = NULL;
+	self->pending_count = 0;
+}
+
+static void hd_store_disconnect(hd_store_t *self, int64_t now_ms, const char *why)
+{
+	if (self->conn) {
+		PQfinish(self->conn);
+		self->conn = NULL;
+	}
+	if (self->inflight_result) {
+		PQclear(self->inflight_result);
+		self->inflight_result = NULL;
+	}
+	self->want_write = false;
+	hd_store_fail_all(self, "database unavailable; resend with the same idempotency_key");
+	int64_t delay = hd_time_backoff_ms(self->reconnect_attempt, self->opts.reconnect_min_ms,
+					   self->opts.reconnect_max_ms);
+	if (self->reconnect_attempt < 30)
+		self->reconnect_attempt++;
+	self->reconnect_at_ms = now_ms + delay;
+	if (self->state != HD_STORE_DOWN || self->reconnect_attempt == 1)
+		hd_warn("store.down", "reason=\"%s\" retry_in_ms=%lld attempt=%u", why,
+			(long long)delay, self->reconnect_attempt);
+	self->state = HD_STORE_DOWN;
+}
+
+void hd_store_destroy(hd_store_t **self_p)
+{
+	if (!self_p || !*self_p)
+		return;
+	hd_store_t *self = *self_p;
+	hd_store_fail_all(self, "broker shutting down");
+	if (self->inflight_result)
+		PQclear(self->inflight_result);
+	if (self->conn)
+		PQfinish(self->conn);
+	free(self->inflight);
+	free(self->conninfo);
+	free(self);
+	*self_p = NULL;
+}
+
+/* ---- connecting ---------------------------------------------------------- */
+
+static void hd_store_connect_start(hd_store_t *self, int64_t now_ms)
+{
+	char options[128];
+	snprintf(options, sizeof(options), "-c synchronous_commit=on -c statement_timeout=%lld",
+		 (long long)self->opts.statement_timeout_ms);
+	/* expand_dbname lets conninfo be a URL or key=value string, and the
+	 * keywords after it add what the broker insists on. */
+	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
+	const char *vals[] = {self->conninfo, "heraldd", "5", options, NULL};
+	self->conn = PQconnectStartParams(keys, vals, 1);
+	if (!self->conn || PQstatus(self->conn) == CONNECTION_BAD) {
+		hd_store_disconnect(self, now_ms, self->conn ? PQerrorMessage(self->conn) : "out of memory");
+		return;
+	}
+	self->state = HD_STORE_CONNECTING;
+	self->connect_poll = PGRES_POLLING_WRITING;
+}
+
+static void hd_store_connect_poll(hd_store_t *self, int64_t now_ms)
+{
+	self->connect_poll = PQconnectPoll(self->conn);
+	if (self->connect_poll == PGRES_POLLING_FAILED) {
+		char why[192];
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(self->conn));
+		why[strcspn(why, "\n")] = '\0';
+		hd_store_disconnect(self, now_ms, why);
+		return;
+	}
+	if (self->connect_poll != PGRES_POLLING_OK)
+		return;
+	PQsetnonblocking(self->conn, 1);
+	self->state = HD_STORE_READY;
+	hd_info("store.connected", "server_version=%d after_attempts=%u",
+		PQserverVersion(self->conn), self->reconnect_attempt);
+	self->reconnect_attempt = 0;
+}
+
+/* ---- batching ------------------------------------------------------------ */
+
+int hd_store_submit(hd_store_t *self, hd_store_item_t *item)
+{
+	if (self->state != HD_STORE_READY && self->state != HD_STORE_BUSY)
+		return HD_E_UNAVAILABLE;
+	if ((int64_t)self->pending_count >= self->opts.max_pending)
+		return HD_E_BUSY;
+	item->next = NULL;
+	item->followers = NULL;
+	item->enqueued_ms = hd_time_mono_ms();
+	if (self->pending_tail)
+		self->pending_tail->next = item;
+	else
+		self->pending_head = item;
+	self->pending_tail = item;
+	self->pending_count++;
+	return HD_OK;
+}
+
+static json_t *hd_store_json_str(const char *s)
+{
+	return s ? json_stringn_nocheck(s, strlen(s)) : json_null();
+}
+
+static json_t *hd_store_json_strings(char *const *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, hd_store_json_str(v[i]));
+	return a;
+}
+
+static json_t *hd_store_encode_item(const hd_store_item_t *item, size_t ord)
+{
+	const hd_msg_t *m = item->msg;
+	json_t *o = json_object();
+	json_object_set_new_nocheck(o, "ord", json_integer((json_int_t)ord));
+	json_object_set_new_nocheck(o, "app", hd_store_json_str(item->app));
+	json_object_set_new_nocheck(o, "ikey", hd_store_json_str(m->idempotency_key));
+	json_object_set_new_nocheck(o, "channel", json_string(hd_channel_name(m->channel)));
+	json_object_set_new_nocheck(o, "sender", hd_store_json_str(m->sender));
+	json_object_set_new_nocheck(o, "class", json_string(hd_class_name(item->klass)));
+	json_object_set_new_nocheck(o, "state",
+				    json_string(item->klass == HD_CLASS_GENERAL ? "queued" : "held"));
+	json_object_set_new_nocheck(o, "subject", hd_store_json_str(m->subject));
+	json_object_set_new_nocheck(o, "body", hd_store_json_str(m->body));
+	json_object_set_new_nocheck(o, "html", hd_store_json_str(m->html));
+	json_object_set_new_nocheck(o, "cc_reason", hd_store_json_str(m->cc_reason));
+	json_object_set_new_nocheck(o, "purpose", m->purpose == HD_PURPOSE_NONE
+				    ? json_null() : json_string(hd_purpose_name(m->purpose)));
+	json_object_set_new_nocheck(o, "reply_by", m->reply_by
+				    ? json_integer((json_int_t)m->reply_by) : json_null());
+	json_t *flags = json_array();
+	for (unsigned bit = 1; bit <= HD_FLAG_NEEDS_REPLY; bit <<= 1)
+		if (m->flags & bit)
+			json_array_append_new(flags, json_string(hd_flag_name((hd_flag_t)bit)));
+	json_object_set_new_nocheck(o, "flags", flags);
+	json_t *tags = json_object();
+	for (size_t i = 0; i < m->tag_count; i++)
+		json_object_set_new(tags, m->tags[i].key, hd_store_json_str(m->tags[i].value));
+	json_object_set_new_nocheck(o, "tags", tags);
+	json_object_set_new_nocheck(o, "to", hd_store_json_strings(m->to, m->to_count));
+	json_object_set_new_nocheck(o, "cc", hd_store_json_strings(m->cc, m->cc_count));
+	json_t *atts = json_array();
+	for (size_t i = 0; i < m->attachment_count; i++) {
+		const hd_attachment_t *a = &m->attachments[i];
+		size_t b64_len = sodium_base64_encoded_len(a->size, sodium_base64_VARIANT_ORIGINAL);
+		char *b64 = hd_malloc(b64_len);
+		sodium_bin2base64(b64, b64_len, a->data, a->size, sodium_base64_VARIANT_ORIGINAL);
+		json_array_append_new(atts, json_pack("{s:s, s:s, s:s}", "name", a->name, "type",
+						      a->mime_type, "data", b64));
+		free(b64);
+	}
+	json_object_set_new_nocheck(o, "attachments", atts);
+	if (m->bulk)
+		json_object_set_new_nocheck(o, "bulk", json_pack("{s:s, s:s, s:I, s:s}",
+			"purpose", m->bulk->purpose, "audience", m->bulk->audience,
+			"recipient_count", (json_int_t)m->bulk->recipient_count,
+			"summary", m->bulk->summary));
+	else
+		json_object_set_new_nocheck(o, "bulk", json_null());
+	return o;
+}
+
+/* Dedup key table for one batch: open addressing over leader indexes. */
+static uint64_t hd_store_key_hash(const hd_store_item_t *item)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = item->app; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (const char *p = item->msg->idempotency_key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	return h;
+}
+
+static bool hd_store_same_key(const hd_store_item_t *a, const hd_store_item_t *b)
+{
+	return strcmp(a->app, b->app) == 0 &&
+	       strcmp(a->msg->idempotency_key, b->msg->idempotency_key) == 0;
+}
+
+static bool hd_store_should_flush(const hd_store_t *self, int64_t now_ms)
+{
+	if (self->state != HD_STORE_READY || !self->pending_head)
+		return false;
+	if (self->pending_head->isolate)
+		return true;
+	if ((int64_t)self->pending_count >= self->opts.batch_max)
+		return true;
+	return now_ms - self->pending_head->enqueued_ms >= self->opts.batch_wait_ms;
+}
+
+static void hd_store_flush(hd_store_t *self, int64_t now_ms)
+{
+	size_t cap = (size_t)self->opts.batch_max;
+	size_t slots = 1;
+	while (slots < cap * 2)
+		slots <<= 1;
+	size_t *table = hd_calloc(slots, sizeof(size_t)); /* leader index + 1 */
+	json_t *batch = json_array();
+
+	/* An item that failed inside a batch goes alone, so only it fails. */
+	bool alone = self->pending_head->isolate;
+	self->inflight_count = 0;
+	while (self->pending_head && self->inflight_count < cap) {
+		hd_store_item_t *item = self->pending_head;
+		if (alone && self->inflight_count == 1)
+			break;
+		if (!alone && item->isolate)
+			break;
+		self->pending_head = item->next;
+		if (!self->pending_head)
+			self->pending_tail = NULL;
+		self->pending_count--;
+		item->next = NULL;
+
+		if (item->msg->idempotency_key) {
+			size_t slot = (size_t)hd_store_key_hash(item) & (slots - 1);
+			bool followed = false;
+			while (table[slot]) {
+				hd_store_item_t *leader = self->inflight[table[slot] - 1];
+				if (hd_store_same_key(leader, item)) {
+					item->next = leader->followers;
+					leader->followers = item;
+					followed = true;
+					break;
+				}
+				slot = (slot + 1) & (slots - 1);
+			}
+			if (followed)
+				continue;
+			table[slot] = self->inflight_count + 1;
+		}
+		self->inflight[self->inflight_count++] = item;
+		json_array_append_new(batch, hd_store_encode_item(item, self->inflight_count));
+	}
+	free(table);
+
+	char *text = json_dumps(batch, JSON_COMPACT);
+	json_decref(batch);
+	if (!text)
+		hd_panic("json_dumps failed for an intake batch");
+	const char *params[1] = {text};
+	int ok = PQsendQueryParams(self->conn, hd_store_intake_sql, 1, NULL, params, NULL, NULL, 0);
+	free(text);
+	if (!ok) {
+		hd_store_disconnect(self, now_ms, PQerrorMessage(self->conn));
+		return;
+	}
+	self->state = HD_STORE_BUSY;
+	self->inflight_seen_error = false;
+	self->inflight_lost = false;
+	self->want_write = PQflush(self->conn) == 1;
+}
+
+/* ---- completing ---------------------------------------------------------- */
+
+static bool hd_store_is_connection_error(const PGresult *res, const PGconn *conn)
+{
+	if (PQstatus(conn) == CONNECTION_BAD)
+		return true;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	/* 08: connection exception; 57P: operator intervention (shutdown);
+	 * 53: insufficient resources; 40001/40P01: retryable conflicts. */
+	return !state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+	       strncmp(state, "53", 2) == 0 || strcmp(state, "40001") == 0 ||
+	       strcmp(state, "40P01") == 0;
+}
+
+static void hd_store_batch_done(hd_store_t *self)
+{
+	PGresult *res = self->inflight_result;
+	self->inflight_result = NULL;
+	size_t n = self->inflight_count;
+
+	if (self->inflight_seen_error) {
+		if (n == 1) {
+			hd_store_item_t *item = self->inflight[0];
+			self->inflight[0] = NULL;
+			self->inflight_count = 0;
+			hd_error("store.reject", "app=%s reason=\"%s\"", item->app, self->inflight_error);
+			hd_store_fail_item(self, item, HD_E_INTERNAL, "the database refused this message");
+		} else {
+			/* Put the whole batch back at the front, each to go alone. */
+			hd_warn("store.batch_error", "size=%zu reason=\"%s\" action=isolate", n,
+				self->inflight_error);
+			for (size_t i = n; i-- > 0;) {
+				hd_store_item_t *item = self->inflight[i];
+				hd_store_item_t *f = item->followers;
+				item->followers = NULL;
+				item->isolate = true;
+				while (f) { /* followers go back too, after their leader */
+					hd_store_item_t *next = f->next;
+					f->isolate = true;
+					f->next = self->pending_head;
+					self->pending_head = f;
+					self->pending_count++;
+					f = next;
+				}
+				item->next = self->pending_head;
+				self->pending_head = item;
+				self->pending_count++;
+				if (!self->pending_tail)
+					self->pending_tail = item;
+				self->inflight[i] = NULL;
+			}
+			/* Recompute the tail: followers may have been pushed last. */
+			hd_store_item_t *t = self->pending_head;
+			while (t && t->next)
+				t = t->next;
+			self->pending_tail = t;
+			self->inflight_count = 0;
+		}
+		if (res)
+			PQclear(res);
+		return;
+	}
+
+	int rows = res ? PQntuples(res) : 0;
+	for (int r = 0; r < rows; r++) {
+		long ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
+		if (ord < 1 || (size_t)ord > n || !self->inflight[ord - 1])
+			hd_panic("intake_batch returned ord %ld for a batch of %zu", ord, n);
+		hd_store_item_t *item = self->inflight[ord - 1];
+		self->inflight[ord - 1] = NULL;
+		hd_store_result_t out = {.code = HD_OK};
+		out.id = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+		const char *klass = PQgetvalue(res, r, 2);
+		out.klass = strcmp(klass, "bulk") == 0 ? HD_CLASS_BULK
+			  : strcmp(klass, "important") == 0 ? HD_CLASS_IMPORTANT : HD_CLASS_GENERAL;
+		snprintf(out.state, sizeof(out.state), "%s", PQgetvalue(res, r, 3));
+		out.duplicate = PQgetvalue(res, r, 4)[0] == 't';
+		hd_store_complete(self, item, &out);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (self->inflight[i])
+			hd_panic("intake_batch returned no row for ord %zu", i + 1);
+	self->inflight_count = 0;
+	if (res)
+		PQclear(res);
+}
+
+static void hd_store_read(hd_store_t *self, int64_t now_ms)
+{
+	if (!PQconsumeInput(self->conn)) {
+		char why[192];
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(self->conn));
+		why[strcspn(why, "\n")] = '\0';
+		hd_store_disconnect(self, now_ms, why);
+		return;
+	}
+	if (self->state == HD_STORE_READY) {
+		/* Idle connection became readable: a notice or the server going away. */
+		PGnotify *n;
+		while ((n = PQnotifies(self->conn)) != NULL)
+			PQfreemem(n);
+		if (PQstatus(self->conn) == CONNECTION_BAD)
+			hd_store_disconnect(self, now_ms, "connection closed by server");
+		return;
+	}
+	while (self->state == HD_STORE_BUSY && !PQisBusy(self->conn)) {
+		PGresult *res = PQgetResult(self->conn);
+		if (!res) {
+			/* ReadyForQuery: the implicit transaction has committed. */
+			if (self->inflight_lost) {
+				hd_store_disconnect(self, now_ms, self->inflight_error);
+				return;
+			}
+			self->state = HD_STORE_READY;
+			hd_store_batch_done(self);
+			return;
+		}
+		ExecStatusType st = PQresultStatus(res);
+		if (st == PGRES_TUPLES_OK && !self->inflight_result) {
+			self->inflight_result = res;
+			continue;
+		}
+		if (st != PGRES_TUPLES_OK) {
+			snprintf(self->inflight_error, sizeof(self->inflight_error), "%s",
+				 PQresultErrorMessage(res));
+			self->inflight_error[strcspn(self->inflight_error, "\n")] = '\0';
+			if (hd_store_is_connection_error(res, self->conn))
+				self->inflight_lost = true;
+			self->inflight_seen_error = true;
+			/* A result before the error means nothing: the transaction rolled back. */
+			if (self->inflight_result) {
+				PQclear(self->inflight_result);
+				self->inflight_result = NULL;
+			}
+		}
+		PQclear(res);
+	}
+	if (self->state == HD_STORE_BUSY && PQstatus(self->conn) == CONNECTION_BAD)
+		hd_store_disconnect(self, now_ms, "connection lost during a batch");
+}
+
+/* ---- event loop glue ------------------------------------------------------ */
+
+int hd_store_poll_fd(const hd_store_t *self, short *events)
+{
+	*events = 0;
+	if (!self->conn)
+		return -1;
+	switch (self->state) {
+	case HD_STORE_CONNECTING:
+		*events = self->connect_poll == PGRES_POLLING_READING ? ZMQ_POLLIN : ZMQ_POLLOUT;
+		break;
+	case HD_STORE_READY:
+		*events = ZMQ_POLLIN;
+		break;
+	case HD_STORE_BUSY:
+		*events = (short)(ZMQ_POLLIN | (self->want_write ? ZMQ_POLLOUT : 0));
+		break;
+	case HD_STORE_DOWN:
+		return -1;
+	}
+	return PQsocket(self->conn);
+}
+
+void hd_store_handle(hd_store_t *self, int64_t now_ms, bool readable, bool writable)
+{
+	switch (self->state) {
+	case HD_STORE_DOWN:
+		if (now_ms >= self->reconnect_at_ms)
+			hd_store_connect_start(self, now_ms);
+		return;
+	case HD_STORE_CONNECTING:
+		if (readable || writable)
+			hd_store_connect_poll(self, now_ms);
+		return;
+	case HD_STORE_BUSY:
+		if (writable && self->want_write) {
+			int rc = PQflush(self->conn);
+			if (rc < 0) {
+				hd_store_disconnect(self, now_ms, PQerrorMessage(self->conn));
+				return;
+			}
+			self->want_write = rc == 1;
+		}
+		if (readable)
+			hd_store_read(self, now_ms);
+		break;
+	case HD_STORE_READY:
+		if (readable)
+			hd_store_read(self, now_ms);
+		break;
+	}
+	if (hd_store_should_flush(self, now_ms))
+		hd_store_flush(self, now_ms);
+}
+
+int64_t hd_store_timeout_ms(const hd_store_t *self, int64_t now_ms)
+{
+	if (self->state == HD_STORE_DOWN) {
+		int64_t wait = self->reconnect_at_ms - now_ms;
+		return wait > 0 ? wait : 0;
+	}
+	if (self->state == HD_STORE_READY && self->pending_head) {
+		int64_t wait = self->pending_head->enqueued_ms + self->opts.batch_wait_ms - now_ms;
+		return wait > 0 ? wait : 0;
+	}
+	return -1;
+}
+
+bool hd_store_is_ready(const hd_store_t *self)
+{
+	return self->state == HD_STORE_READY || self->state == HD_STORE_BUSY;
+}
+
+bool hd_store_is_idle(const hd_store_t *self)
+{
+	return self->pending_count == 0 && self->inflight_count == 0;
+}

@@ -1,0 +1,222 @@
+/*
+ * NAME
+ *	heraldd - the Herald broker
+ * DESCRIPTION
+ *	Builds the object graph (configuration, classifier, store, intake)
+ *	and runs the one event loop: zmq_poll over the producer ROUTER
+ *	socket and the PostgreSQL socket. SIGINT/SIGTERM stop intake, let
+ *	queued and in-flight batches commit and be acknowledged (bounded by
+ *	a grace period), then exit 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "hd_classify.h"
+#include "hd_config.h"
+#include "hd_err.h"
+#include "hd_intake.h"
+#include "hd_log.h"
+#include "hd_mem.h"
+#include "hd_store.h"
+#include "hd_time.h"
+
+#define HERALDD_SHUTDOWN_GRACE_MS 5000
+#define HERALDD_READ_BURST 1024
+#define HERALDD_STATS_EVERY_MS 60000
+
+static volatile sig_atomic_t heraldd_stop;
+
+static void heraldd_on_signal(int sig)
+{
+	(void)sig;
+	heraldd_stop = 1;
+}
+
+static void heraldd_usage(FILE *out)
+{
+	fputs("usage: heraldd [-c FILE] [--check-config] [--print-config] [--listen ENDPOINT]\n"
+	      "               [--db CONNINFO]\n"
+	      "  -c, --config FILE   configuration file (libconfig syntax)\n"
+	      "      --check-config  validate the configuration and exit (0 valid, 1 not)\n"
+	      "      --print-config  print the effective configuration and exit\n"
+	      "      --listen EP     override 'listen' (e.g. tcp://127.0.0.1:7711)\n"
+	      "      --db CONNINFO   override the database (else HERALD_DATABASE_URL, else\n"
+	      "                      'database_url', else libpq defaults)\n", out);
+}
+
+static void heraldd_log_stats(const hd_intake_t *intake)
+{
+	hd_intake_stats_t s = hd_intake_stats(intake);
+	hd_info("intake.stats", "received=%llu accepted=%llu duplicates=%llu rejected=%llu unavailable=%llu",
+		(unsigned long long)s.received, (unsigned long long)s.accepted,
+		(unsigned long long)s.duplicates, (unsigned long long)s.rejected,
+		(unsigned long long)s.unavailable);
+}
+
+static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
+{
+	hd_classify_t *classify = hd_classify_new(cfg->classify.bulk_threshold,
+						  cfg->classify.important_tag,
+						  cfg->classify.sensitive_keywords,
+						  cfg->classify.sensitive_keyword_count);
+	/* ZeroMQ starts its I/O threads with the first socket. They inherit
+	 * this mask, so SIGINT/SIGTERM always interrupt the main thread's
+	 * zmq_poll instead of landing in a thread that never looks. */
+	sigset_t stop_signals, old_mask;
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+	void *ctx = zmq_ctx_new();
+	char err[256];
+	hd_intake_t *intake = hd_intake_new(ctx, cfg, classify, err, sizeof(err));
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (!intake) {
+		hd_error("heraldd.fatal", "reason=\"%s\"", err);
+		zmq_ctx_term(ctx);
+		hd_classify_destroy(&classify);
+		return 1;
+	}
+	hd_store_options_t sopts = {
+		.conninfo = conninfo,
+		.batch_max = cfg->intake.batch_max_messages,
+		.batch_wait_ms = cfg->intake.batch_max_wait_ms,
+		.max_pending = cfg->intake.max_pending,
+		.reconnect_min_ms = cfg->database.reconnect_min_ms,
+		.reconnect_max_ms = cfg->database.reconnect_max_ms,
+		.statement_timeout_ms = cfg->database.statement_timeout_ms,
+	};
+	hd_store_t *store = hd_store_new(&sopts, hd_intake_on_stored, intake);
+	hd_intake_attach_store(intake, store);
+	hd_info("heraldd.start", "listen=%s batch_max=%lld batch_wait_ms=%lld",
+		cfg->listen, (long long)cfg->intake.batch_max_messages,
+		(long long)cfg->intake.batch_max_wait_ms);
+
+	int64_t stop_deadline = 0;
+	int64_t next_stats = hd_time_mono_ms() + HERALDD_STATS_EVERY_MS;
+	for (;;) {
+		int64_t now = hd_time_mono_ms();
+		if (heraldd_stop && !stop_deadline) {
+			hd_info("heraldd.stopping", "grace_ms=%d", HERALDD_SHUTDOWN_GRACE_MS);
+			stop_deadline = now + HERALDD_SHUTDOWN_GRACE_MS;
+		}
+		if (stop_deadline && (hd_store_is_idle(store) || now >= stop_deadline))
+			break;
+
+		zmq_pollitem_t items[2];
+		int n = 0;
+		items[n++] = (zmq_pollitem_t){hd_intake_socket(intake), 0,
+					      stop_deadline ? 0 : ZMQ_POLLIN, 0};
+		short events = 0;
+		int fd = hd_store_poll_fd(store, &events);
+		int store_idx = -1;
+		if (fd >= 0) {
+			store_idx = n;
+			items[n++] = (zmq_pollitem_t){NULL, fd, events, 0};
+		}
+		int64_t timeout = hd_store_timeout_ms(store, now);
+		int64_t until_stats = next_stats - now;
+		if (timeout < 0 || timeout > until_stats)
+			timeout = until_stats > 0 ? until_stats : 0;
+		if (stop_deadline && (timeout < 0 || timeout > 100))
+			timeout = 100;
+
+		if (zmq_poll(items, n, (long)timeout) < 0 && errno != EINTR) {
+			hd_error("heraldd.fatal", "reason=\"zmq_poll: %s\"", zmq_strerror(errno));
+			break;
+		}
+		now = hd_time_mono_ms();
+		if (items[0].revents & ZMQ_POLLIN)
+			hd_intake_on_readable(intake, HERALDD_READ_BURST);
+		bool readable = store_idx >= 0 && (items[store_idx].revents & ZMQ_POLLIN);
+		bool writable = store_idx >= 0 && (items[store_idx].revents & ZMQ_POLLOUT);
+		hd_store_handle(store, now, readable, writable);
+		if (now >= next_stats) {
+			heraldd_log_stats(intake);
+			next_stats = now + HERALDD_STATS_EVERY_MS;
+		}
+	}
+
+	heraldd_log_stats(intake);
+	hd_store_destroy(&store);
+	hd_intake_destroy(&intake);
+	zmq_ctx_term(ctx);
+	hd_classify_destroy(&classify);
+	hd_info("heraldd.stop", "%s", "clean=1");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check-config", no_argument, NULL, 'C'},
+		{"print-config", no_argument, NULL, 'P'},
+		{"listen", required_argument, NULL, 'l'},
+		{"db", required_argument, NULL, 'd'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *config_path = NULL, *listen = NULL, *db = NULL;
+	int check = 0, print = 0, opt;
+	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': config_path = optarg; break;
+		case 'C': check = 1; break;
+		case 'P': print = 1; break;
+		case 'l': listen = optarg; break;
+		case 'd': db = optarg; break;
+		case 'h': heraldd_usage(stdout); return 0;
+		case 'V': puts("heraldd " HERALD_VERSION); return 0;
+		default: heraldd_usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		heraldd_usage(stderr);
+		return 2;
+	}
+
+	hd_log_init("heraldd", HD_LOG_INFO);
+	char err[512];
+	hd_config_t *cfg = NULL;
+	if (hd_config_load(config_path, &cfg, err, sizeof(err)) != HD_OK) {
+		fprintf(stderr, "heraldd: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration valid\n", config_path ? config_path : "(defaults)");
+		hd_config_destroy(&cfg);
+		return 0;
+	}
+	if (listen) {
+		free(cfg->listen);
+		cfg->listen = hd_strdup(listen);
+	}
+	if (print) {
+		hd_config_print(cfg, stdout);
+		hd_config_destroy(&cfg);
+		return 0;
+	}
+	hd_log_init("heraldd", (hd_log_level_t)hd_log_level_parse(cfg->log_level));
+
+	const char *env_db = getenv("HERALD_DATABASE_URL");
+	const char *conninfo = db ? db : (env_db && *env_db) ? env_db : cfg->database_url;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = heraldd_on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int rc = heraldd_run(cfg, conninfo);
+	hd_config_destroy(&cfg);
+	return rc;
+}

@@ -1,0 +1,128 @@
+/*
+ * NAME
+ *	heraldctl - Herald's tool for operators, approvers and deployers
+ * DESCRIPTION
+ *	Builds the command table and dispatches: global options (--db,
+ *	--help, --version) may appear anywhere, the first words name the
+ *	command, the rest belong to its handler. Each handler lives in the
+ *	ctl module it belongs to (hc_migrate, hc_audit, ...); adding a
+ *	subcommand is adding one row here. heraldctl talks to PostgreSQL
+ *	only (libpq); it never links libcurl or libesmtp.
+ * EXIT STATUS
+ *	0 ok, 1 failure, 2 usage error, 4 database unreachable.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hc_audit.h"
+#include "hc_cli.h"
+#include "hc_migrate.h"
+
+#ifndef HERALD_VERSION
+#define HERALD_VERSION "unknown"
+#endif
+
+static const hc_command_t commands[] = {
+	{"db migrate", hc_migrate_cmd_migrate, "apply pending schema migrations", "",
+	 "Applies the migrations built into this heraldctl that the database does not\n"
+	 "have yet, in order, each in its own transaction together with its row in\n"
+	 "herald.schema_migrations, under an advisory lock so that two deployers cannot\n"
+	 "interleave. Prints one line per migration applied, or \"up to date\".\n"
+	 "Refuses to do anything (exit 1) if an applied migration's checksum differs\n"
+	 "from the one built in, if the database has a migration this binary does not\n"
+	 "know, or if a pending migration is older than an applied one.\n"
+	 "Run it as the role that should own Herald's tables and functions; it creates\n"
+	 "the group roles herald_broker, herald_operator and herald_approver if missing\n"
+	 "(so that role needs CREATEROLE, or run it once as a superuser).\n"},
+	{"db status", hc_migrate_cmd_status, "show applied and pending migrations", "[--json]",
+	 "Lists every migration built in or applied, with its state: applied, pending,\n"
+	 "MODIFIED (applied with another checksum) or UNKNOWN (applied, not built in).\n"
+	 "Changes nothing. Exit 1 when the history is inconsistent.\n"
+	 "  --json  one JSON object: version, up_to_date, pending, migrations, problem\n"},
+	{"audit verify", hc_audit_cmd_verify, "check the audit trail's hash chains", "[--json]",
+	 "Recomputes, inside the database (herald.audit_verify()), the digest of every\n"
+	 "sealed batch of audit events and the hash of every link of the eight chains,\n"
+	 "and reports any event or link that was altered, removed or added behind the\n"
+	 "seal's back. Exit 0 when the trail is intact, 1 when problems were found.\n"
+	 "  --json  one JSON object: intact, events, links, chains, problems\n"},
+	{"help", NULL, "show help for a command", "[COMMAND]",
+	 "Without COMMAND, lists all commands.\n"},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char *prog = "heraldctl";
+
+/* "heraldctl help [COMMAND...]" */
+static int help(FILE *out, FILE *err, int argc, char **argv)
+{
+	if (argc == 0) {
+		hc_cli_print_usage(out, prog, commands, NCOMMANDS);
+		return HC_EXIT_OK;
+	}
+	int nwords = 0;
+	const hc_command_t *cmd = hc_cli_find(commands, NCOMMANDS, argc, argv, &nwords);
+	if (cmd != NULL && nwords == argc) {
+		hc_cli_print_command_help(out, prog, cmd);
+		return HC_EXIT_OK;
+	}
+	const hc_command_t *group[NCOMMANDS];
+	size_t n = hc_cli_find_group(commands, NCOMMANDS, argc, argv, group, NCOMMANDS);
+	if (n > 0) {
+		for (size_t i = 0; i < n && i < NCOMMANDS; i++)
+			fprintf(out, "  %-16s %s\n", group[i]->name, group[i]->summary);
+		return HC_EXIT_OK;
+	}
+	fprintf(err, "%s: no such command '%s'; see '%s --help'\n", prog, argv[0], prog);
+	return HC_EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+	char *rest[HC_MAX_ARGS];
+	size_t nrest = 0;
+	hc_globals_t g;
+	char err[256];
+	if (hc_cli_split_globals(argc, argv, &g, rest, HC_MAX_ARGS, &nrest, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err);
+		return HC_EXIT_USAGE;
+	}
+	if (g.version) {
+		printf("heraldctl %s\n", HERALD_VERSION);
+		return HC_EXIT_OK;
+	}
+	if (nrest == 0) {
+		hc_cli_print_usage(g.help ? stdout : stderr, prog, commands, NCOMMANDS);
+		return g.help ? HC_EXIT_OK : HC_EXIT_USAGE;
+	}
+
+	int nwords = 0;
+	const hc_command_t *cmd = hc_cli_find(commands, NCOMMANDS, (int)nrest, rest, &nwords);
+	if (cmd == NULL) {
+		const hc_command_t *group[NCOMMANDS];
+		size_t n = hc_cli_find_group(commands, NCOMMANDS, (int)nrest, rest, group, NCOMMANDS);
+		if (n > 0) {
+			FILE *out = g.help ? stdout : stderr;
+			if (!g.help)
+				fprintf(stderr, "%s: '%s' needs a subcommand:\n", prog, rest[0]);
+			for (size_t i = 0; i < n && i < NCOMMANDS; i++)
+				fprintf(out, "  %-16s %s\n", group[i]->name, group[i]->summary);
+			return g.help ? HC_EXIT_OK : HC_EXIT_USAGE;
+		}
+		fprintf(stderr, "%s: unknown command '%s'; see '%s --help'\n", prog, rest[0], prog);
+		return HC_EXIT_USAGE;
+	}
+	if (cmd->handler == NULL)
+		return help(stdout, stderr, (int)nrest - nwords, rest + nwords);
+	if (g.help) {
+		hc_cli_print_command_help(stdout, prog, cmd);
+		return HC_EXIT_OK;
+	}
+
+	hc_ctx_t ctx = {.conninfo = g.conninfo, .out = stdout, .err = stderr};
+	int rc = cmd->handler(&ctx, (int)nrest - nwords, rest + nwords);
+	if (fflush(stdout) != 0) {
+		perror("heraldctl: stdout");
+		return HC_EXIT_FAIL;
+	}
+	return rc;
+}

@@ -1,0 +1,176 @@
+"""
+NAME
+    herald_harness - real processes for integration tests
+
+DESCRIPTION
+    Starts a private PostgreSQL (pgtest.PrivatePostgres), migrates it with
+    heraldctl, creates a login role that is a member of herald_broker, and
+    runs heraldd on a free port with a generated configuration. Everything
+    lives in a temporary directory that is removed unless the test fails
+    and HERALD_KEEP_TMP is set. Processes are real and are stopped with
+    real signals.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+from herald_client import Producer
+from pgtest import PrivatePostgres
+
+BUILD_DIR = os.environ.get("HERALD_BUILD_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build")
+SOURCE_DIR = os.environ.get("HERALD_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def binary(rel):
+    path = os.path.join(BUILD_DIR, rel)
+    if not os.path.exists(path):
+        raise RuntimeError("missing binary %s (build first)" % path)
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout=10.0, step=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+class Stack:
+    """PostgreSQL + migrated schema + heraldd, in one temp directory."""
+
+    BROKER_ROLE = "heraldd_itest"
+
+    def __init__(self, name, config_extra=""):
+        self.name = name
+        self.tmp = tempfile.mkdtemp(prefix="herald-%s-" % name)
+        os.chmod(self.tmp, 0o755)
+        self.pg = PrivatePostgres(os.path.join(self.tmp, "pg"))
+        self.config_extra = config_extra
+        self.port = free_port()
+        self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        self.heraldd = None
+        self.log_path = os.path.join(self.tmp, "heraldd.log")
+
+    # --- database -------------------------------------------------------
+    def start_db(self):
+        self.pg.start()
+        self.heraldctl("db", "migrate")
+        self.pg.sql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') "
+                    "THEN CREATE ROLE %s LOGIN IN ROLE herald_broker; END IF; END $$"
+                    % (self.BROKER_ROLE, self.BROKER_ROLE))
+
+    def sql(self, query, user=None):
+        return [list(r) for r in self.pg.sql(query, user=user)]
+
+    def scalar(self, query):
+        rows = self.sql(query)
+        return rows[0][0] if rows else None
+
+    def heraldctl(self, *args, check=True):
+        cmd = [binary("ctl/heraldctl"), "--db", self.pg.url()] + list(args)
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if check and res.returncode != 0:
+            raise AssertionError("heraldctl %s failed (%d): %s%s"
+                                 % (" ".join(args), res.returncode, res.stdout, res.stderr))
+        return res
+
+    # --- heraldd --------------------------------------------------------
+    def write_config(self):
+        path = os.path.join(self.tmp, "heraldd.conf")
+        with open(path, "w") as f:
+            f.write('listen = "%s";\nlog_level = "info";\n%s\n' % (self.endpoint, self.config_extra))
+        return path
+
+    def start_heraldd(self, wait=True):
+        cfg = self.write_config()
+        log = open(self.log_path, "ab")
+        self.heraldd = subprocess.Popen(
+            [binary("broker/heraldd"), "-c", cfg, "--db", self.pg.url(user=self.BROKER_ROLE)],
+            stdout=log, stderr=log)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self.heraldd
+
+    def wait_ready(self, timeout=15.0):
+        """Ready means answering pings, which heraldd does only while it can
+        reach PostgreSQL."""
+        p = Producer(self.endpoint, app="harness")
+        try:
+            wait_until(lambda: p.ping(200), timeout, what="heraldd to answer ping")
+        finally:
+            p.close()
+
+    def kill_heraldd(self, sig=signal.SIGKILL):
+        if self.heraldd and self.heraldd.poll() is None:
+            self.heraldd.send_signal(sig)
+            self.heraldd.wait(timeout=15)
+        code = self.heraldd.returncode if self.heraldd else None
+        self.heraldd = None
+        return code
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def producer(self, app="itest"):
+        return Producer(self.endpoint, app=app)
+
+    # --- lifecycle ------------------------------------------------------
+    def stop(self):
+        if self.heraldd and self.heraldd.poll() is None:
+            self.kill_heraldd(signal.SIGTERM)
+        self.pg.stop()
+
+    def cleanup(self, ok):
+        self.stop()
+        if ok or not os.environ.get("HERALD_KEEP_TMP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            print("kept %s" % self.tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        ok = exc_type is None or (exc_type is SystemExit and exc.code in (0, None))
+        if not ok:
+            sys.stderr.write("--- heraldd log (tail) ---\n%s\n" % self.log()[-4000:])
+        self.cleanup(ok)
+        return False
+
+
+def run_tests(tests):
+    """Run (name, fn) pairs; print a summary line; exit non-zero on failure."""
+    passed = failed = 0
+    for name, fn in tests:
+        t0 = time.monotonic()
+        try:
+            fn()
+            passed += 1
+            print("ok   %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+        except Exception:  # noqa: BLE001 - report every failure the same way
+            failed += 1
+            print("FAIL %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+            traceback.print_exc()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed else 0)
