@@ -5,7 +5,7 @@
  *	herald-bench intake --endpoint EP [--concurrency C] [--messages N]
  *	                    [--size BYTES] [--window W] [--rate MSGS_PER_S]
  *	                    [--driver lib|raw] [--app NAME] [--key-prefix P]
- *	                    [--timeout-ms MS]
+ *	                    [--tick-us US] [--timeout-ms MS] [--latency-log FILE]
  *	herald-bench ping --endpoint EP [--wait-ms MS]
  * DESCRIPTION
  *	"intake" opens C producer connections (one DEALER socket each) and
@@ -23,7 +23,9 @@
  *	Open loop (--rate R): message j is due at start + j/R seconds,
  *	whatever happened to earlier ones, and its latency is measured from
  *	that due time, so a stalled broker shows up in the latency instead
- *	of silently slowing the load (no coordinated omission).
+ *	of silently slowing the load (no coordinated omission). Messages
+ *	are released on a grid of --tick-us (default 1000 us): one wake-up
+ *	sends all messages that fell due within the tick.
  *
  *	Drivers:
  *	  lib  (default) the public libherald pipelined API, one thread and
@@ -32,6 +34,9 @@
  *	       hd_envelope directly, no resend: the cheapest possible client,
  *	       to check that the bench itself is not the bottleneck.
  *
+ *	--latency-log FILE writes "message send_ms ack_ms latency_ms state"
+ *	per message (times relative to the start) to find when stalls happen.
+ *
  *	"ping" waits until heraldd answers a ping (it does only while it can
  *	reach PostgreSQL); exit 0 when it did within MS, else 1.
  * PRECISION
@@ -39,9 +44,10 @@
  *	sends right after the reply batch that freed it is processed; the
  *	bench takes the time of the first reply of that batch as the send
  *	time (an upper bound on the latency, off by the batch's decode time).
- *	In open loop, waits shorter than 1 ms are slept, so an ACK arriving
- *	meanwhile is timestamped up to 1 ms late. Both errors make latencies
- *	look worse, never better.
+ *	In open loop a message waits for its tick (up to --tick-us after it
+ *	fell due), and waits shorter than 1 ms are slept, so an ACK arriving
+ *	meanwhile is timestamped up to 1 ms late. All these errors make
+ *	latencies look worse, never better.
  * EXIT STATUS
  *	0 every message was acknowledged, 1 some were not (errors > 0),
  *	2 usage or setup error.
@@ -94,9 +100,11 @@ typedef struct hb_opts {
 	size_t size_bytes;
 	int window;               /* per connection; 0 = auto */
 	double rate;              /* messages per second in total; 0 = closed loop */
+	int tick_us;              /* open loop: release due messages on this grid */
 	hb_driver_t driver;
 	int timeout_ms;           /* lib: per attempt; raw: stall limit */
 	int wait_ms;              /* ping */
+	const char *latency_log;  /* NULL or a file for one line per message */
 } hb_opts_t;
 
 /* State shared by all connections; each message slot is written by one thread. */
@@ -164,6 +172,22 @@ static void hb_note_error(hb_run_t *r, const char *code, const char *field,
 static int64_t hb_due_offset_ns(const hb_opts_t *o, size_t j)
 {
 	return (int64_t)((double)j * (double)HB_NS_PER_S / o->rate);
+}
+
+/*
+ * When a message due at due_ns is actually sent: the next point of the
+ * tick grid, so that one wake-up sends every message due in that tick
+ * instead of one wake-up per message (which costs the bench more CPU
+ * than the broker spends on the message). Latency still counts from
+ * due_ns, so the grid can only make latencies look worse.
+ */
+static int64_t hb_release_ns(const hb_run_t *r, int64_t due_ns)
+{
+	int64_t tick = (int64_t)r->opts->tick_us * 1000;
+	if (tick <= 0)
+		return due_ns;
+	int64_t off = due_ns - r->start_ns;
+	return r->start_ns + (off + tick - 1) / tick * tick;
 }
 
 static void hb_format_key(const hb_opts_t *o, size_t j, char *buf, size_t len)
@@ -307,7 +331,7 @@ static void *hb_lib_thread(void *arg)
 		int rc;
 		if (o->rate > 0) {
 			int64_t due = r->start_ns + hb_due_offset_ns(o, j);
-			hb_lib_wait_until(c, due);
+			hb_lib_wait_until(c, hb_release_ns(r, due));
 			send_ns = due;
 			rc = herald_submit_async(c->client, &m, (void *)(uintptr_t)j);
 		} else {
@@ -527,9 +551,10 @@ static int hb_raw_run(hb_run_t *r, hb_conn_t *conns)
 			hb_conn_t *c = &conns[k];
 			while (c->next < o->messages && c->inflight < window) {
 				int64_t due = o->rate > 0 ? r->start_ns + hb_due_offset_ns(o, c->next) : 0;
-				if (due > now) {
-					if (due < next_due)
-						next_due = due;
+				int64_t release = o->rate > 0 ? hb_release_ns(r, due) : 0;
+				if (release > now) {
+					if (release < next_due)
+						next_due = release;
 					break;
 				}
 				uint8_t *buf = NULL;
@@ -606,6 +631,26 @@ static double hb_pct_ms(const int64_t *v, size_t n, double p)
 	if (rank > n)
 		rank = n;
 	return (double)v[rank - 1] / (double)HB_NS_PER_MS;
+}
+
+static void hb_write_latency_log(const hb_run_t *r)
+{
+	const hb_opts_t *o = r->opts;
+	FILE *f = fopen(o->latency_log, "w");
+	if (!f) {
+		fprintf(stderr, "herald-bench: cannot write %s: %s\n", o->latency_log,
+			strerror(errno));
+		return;
+	}
+	static const char *const names[] = {"pending", "acked", "duplicate", "failed"};
+	for (size_t j = 0; j < o->messages; j++) {
+		double send_ms = (double)(r->send_ns[j] - r->start_ns) / (double)HB_NS_PER_MS;
+		double ack_ms = r->ack_ns[j] ? (double)(r->ack_ns[j] - r->start_ns) /
+					       (double)HB_NS_PER_MS : 0.0;
+		fprintf(f, "%zu %.3f %.3f %.3f %s\n", j, send_ms, ack_ms,
+			r->ack_ns[j] ? ack_ms - send_ms : 0.0, names[r->state[j] & 3]);
+	}
+	fclose(f);
 }
 
 static int hb_report(const hb_run_t *r, double cpu_s, int64_t end_ns)
@@ -689,8 +734,11 @@ static int hb_cmd_intake(hb_opts_t *o)
 	int64_t end_ns = hb_now_ns();
 	double cpu_s = hb_cpu_s() - cpu0;
 	int status = 2;
-	if (rc == 0)
+	if (rc == 0) {
 		status = hb_report(&run, cpu_s, end_ns);
+		if (o->latency_log)
+			hb_write_latency_log(&run);
+	}
 	for (int k = 0; k < o->concurrency; k++)
 		herald_client_destroy(&conns[k].client);
 	free(conns);
@@ -732,17 +780,21 @@ static void hb_usage(FILE *out)
 	fputs("usage: herald-bench intake --endpoint EP [--concurrency C] [--messages N]\n"
 	      "                           [--size BYTES] [--window W] [--rate MSGS_PER_S]\n"
 	      "                           [--driver lib|raw] [--app NAME] [--key-prefix P]\n"
-	      "                           [--timeout-ms MS]\n"
+	      "                           [--tick-us US] [--timeout-ms MS]\n"
+	      "                           [--latency-log FILE]\n"
 	      "       herald-bench ping --endpoint EP [--wait-ms MS]\n"
 	      "  --concurrency C   producer connections (default 1)\n"
 	      "  --messages N      messages in total (default 10000)\n"
 	      "  --size BYTES      size of one request on the wire (default 500)\n"
 	      "  --window W        outstanding requests per connection (default 1024/C, >= 8)\n"
 	      "  --rate R          open loop: submit R messages/s in total (default: closed loop)\n"
+	      "  --tick-us US      open loop: send what fell due on this grid (default 1000;\n"
+	      "                    0: each message at its own due time)\n"
 	      "  --driver D        lib: libherald, a thread per connection (default);\n"
 	      "                    raw: one thread polling every socket, no resend\n"
 	      "  --timeout-ms MS   lib: reply timeout per attempt; raw: give up after MS\n"
-	      "                    without any reply (default 30000)\n", out);
+	      "                    without any reply (default 30000)\n"
+	      "  --latency-log F   write 'message send_ms ack_ms latency_ms state' lines\n", out);
 }
 
 static bool hb_parse_long(const char *s, long lo, long hi, long *out)
@@ -771,6 +823,7 @@ int main(int argc, char **argv)
 		.size_bytes = 500,
 		.window = 0,
 		.rate = 0,
+		.tick_us = 1000,
 		.driver = HB_DRIVER_LIB,
 		.timeout_ms = 30000,
 		.wait_ms = 15000,
@@ -787,6 +840,8 @@ int main(int argc, char **argv)
 		{"key-prefix", required_argument, NULL, 'k'},
 		{"timeout-ms", required_argument, NULL, 't'},
 		{"wait-ms", required_argument, NULL, 'W'},
+		{"latency-log", required_argument, NULL, 'L'},
+		{"tick-us", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -846,6 +901,12 @@ int main(int argc, char **argv)
 			if (!hb_parse_long(optarg, 1, 3600000, &v))
 				goto bad;
 			o.wait_ms = (int)v;
+			break;
+		case 'L': o.latency_log = optarg; break;
+		case 'T':
+			if (!hb_parse_long(optarg, 0, 1000000, &v))
+				goto bad;
+			o.tick_us = (int)v;
 			break;
 		case 'h': hb_usage(stdout); return 0;
 		default: hb_usage(stderr); return 2;

@@ -30,7 +30,7 @@
 # ENVIRONMENT
 #	BUILD_DIR        build directory (default: <repo>/build-bench)
 #	CONCURRENCIES    closed-loop concurrencies (default "1 4 16 64")
-#	MESSAGES         messages per closed-loop run (default 30000)
+#	MESSAGES         messages per closed-loop run (default 50000)
 #	INFLIGHT         total outstanding requests in closed loop; the window
 #	                 per connection is INFLIGHT/C, at least 8 (default 1024)
 #	RATE_SECONDS     length of the half-peak open-loop run (default 15)
@@ -46,7 +46,7 @@ PROG=${0##*/}
 REPO=$(cd -- "$(dirname -- "$0")/.." && pwd -P)
 BUILD_DIR=${BUILD_DIR:-$REPO/build-bench}
 CONCURRENCIES=${CONCURRENCIES:-"1 4 16 64"}
-MESSAGES=${MESSAGES:-30000}
+MESSAGES=${MESSAGES:-50000}
 INFLIGHT=${INFLIGHT:-1024}
 RATE_SECONDS=${RATE_SECONDS:-15}
 ANCHOR_SECONDS=${ANCHOR_SECONDS:-20}
@@ -191,6 +191,11 @@ pg_ticks() {
 	echo "$total"
 }
 
+# Busy CPU ticks of the whole machine (every CPU, idle and iowait excluded).
+machine_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
 batches() {
 	sql "SELECT count(*) FROM herald.audit_links"
 }
@@ -201,7 +206,7 @@ checkpoint() {
 
 # calc EXPR: floating-point arithmetic (awk is always there, bc may not be).
 calc() {
-	awk "BEGIN { printf \"%.6f\", $1 }"
+	awk "BEGIN { printf \"%.6f\", ($1) }"
 }
 
 # field NAME LINE: the value of NAME=value in a herald-bench result line.
@@ -218,14 +223,16 @@ run_bench() {
 	local label=$1
 	shift
 	checkpoint
-	local h0 p0 b0 t0 h1 p1 b1 t1 line rc=0
+	local h0 p0 m0 b0 t0 h1 p1 m1 b1 t1 line rc=0
+	b0=$(batches)
 	h0=$(proc_ticks "$HERALDD_PID")
 	p0=$(pg_ticks)
-	b0=$(batches)
+	m0=$(machine_ticks)
 	t0=$(date +%s.%N)
 	line=$("$BENCH" intake --endpoint "$ENDPOINT" --size "$SIZE" --driver "$DRIVER" "$@" \
 		2>"$TMP/bench.err") || rc=$?
 	t1=$(date +%s.%N)
+	m1=$(machine_ticks)
 	h1=$(proc_ticks "$HERALDD_PID")
 	p1=$(pg_ticks)
 	b1=$(batches)
@@ -238,24 +245,29 @@ run_bench() {
 		die "herald-bench failed (exit $rc)"
 	fi
 	[ "$rc" -eq 0 ] || RUN_FAILED=1
-	local acks wall heraldd_pct pg_pct batch
+	local acks wall heraldd_pct pg_pct bench_pct other_pct batch
 	acks=$(field acks "$line")
 	TOTAL_ACKS=$((TOTAL_ACKS + acks))
 	wall=$(calc "$t1 - $t0")
 	heraldd_pct=$(calc "100 * ($h1 - $h0) / $CLK_TCK / $wall")
 	pg_pct=$(calc "100 * ($p1 - $p0) / $CLK_TCK / $wall")
+	# herald-bench reports its CPU over its own run; scale it to this wall time.
+	bench_pct=$(calc "$(field client_cpu_pct "$line") * $(field elapsed_s "$line") / $wall")
+	other_pct=$(calc "100 * ($m1 - $m0) / $CLK_TCK / $wall - $heraldd_pct - $pg_pct - $bench_pct")
+	other_pct=$(calc "$other_pct < 0 ? 0 : $other_pct")
 	if [ "$b1" -gt "$b0" ]; then
 		batch=$(calc "$acks / ($b1 - $b0)")
 	else
 		batch=0
 	fi
-	ROWS+=("$(printf '%-10s %5s %6s %7s %9s %8s %8s %8s %7s %6s %8s %8s %6s %6s' \
+	ROWS+=("$(printf '%-10s %5s %6s %7s %9s %8s %8s %8s %6s %6s %8s %8s %6s %6s %6s' \
 		"$label" "$(field concurrency "$line")" "$(field window "$line")" \
 		"$(field messages "$line")" "$(field acks_per_s "$line")" \
 		"$(field p50_ms "$line")" "$(field p99_ms "$line")" "$(field max_ms "$line")" \
 		"$(printf '%.0f' "$batch")" "$(field errors "$line")" \
 		"$(printf '%.0f%%' "$heraldd_pct")" "$(printf '%.0f%%' "$pg_pct")" \
-		"$(field client_cpu_pct "$line")%" "$(printf '%.0f' "$wall")")")
+		"$(field client_cpu_pct "$line")%" "$(printf '%.0f%%' "$other_pct")" \
+		"$(printf '%.1f' "$wall")")")
 	LAST_LINE=$line
 }
 
@@ -328,12 +340,14 @@ MSG_ROW_BYTES=$(sql "SELECT round(avg(pg_column_size(m.*))) FROM (SELECT * FROM 
 # ---- report ----------------------------------------------------------------
 
 echo
-printf '%-10s %5s %6s %7s %9s %8s %8s %8s %7s %6s %8s %8s %6s %6s\n' \
-	run conc window msgs acks/s p50_ms p99_ms max_ms batch errors heraldd postgres bench wall_s
+printf '%-10s %5s %6s %7s %9s %8s %8s %8s %6s %6s %8s %8s %6s %6s %6s\n' \
+	run conc window msgs acks/s p50_ms p99_ms max_ms batch errors heraldd postgres bench other wall_s
 for row in "${ROWS[@]}"; do
 	echo "$row"
 done
-echo "(CPU columns: % of one core over the run; batch: messages per intake_batch call)"
+echo "(CPU columns: % of one core over the run, of $(nproc) cores; other = everything else on the"
+echo " machine, kernel threads and unrelated processes included: when it is high, the figures are"
+echo " noisy; batch = messages per intake_batch call, i.e. per COMMIT)"
 echo
 echo "peak:        $PEAK acks/s at concurrency $PEAK_C (closed loop, $INFLIGHT requests outstanding)"
 echo "half peak:   $HALF msgs/s offered, $HALF_ACHIEVED acks/s achieved, p99 $HALF_P99 ms (open loop)"

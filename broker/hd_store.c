@@ -27,21 +27,15 @@
 
 typedef enum { HD_STORE_DOWN, HD_STORE_CONNECTING, HD_STORE_READY, HD_STORE_BUSY } hd_store_state_t;
 
-struct hd_store {
-	hd_store_options_t opts;
-	char *conninfo;
-	hd_store_done_fn done;
-	void *done_arg;
-
+/* One libpq connection with at most one batch in flight. */
+typedef struct hd_store_conn {
+	unsigned index;               /* for log lines */
 	hd_store_state_t state;
 	PGconn *conn;
 	PostgresPollingStatusType connect_poll;
 	unsigned reconnect_attempt;
 	int64_t reconnect_at_ms;
-	bool want_write;          /* PQflush left output behind */
-
-	hd_store_item_t *pending_head, *pending_tail;
-	size_t pending_count;
+	bool want_write;              /* PQflush left output behind */
 
 	hd_store_item_t **inflight;   /* index = ord - 1 */
 	size_t inflight_count;
@@ -49,6 +43,20 @@ struct hd_store {
 	char inflight_error[192];
 	bool inflight_lost;           /* connection failed during the batch */
 	PGresult *inflight_result;
+} hd_store_conn_t;
+
+struct hd_store {
+	hd_store_options_t opts;
+	char *conninfo;
+	hd_store_done_fn done;
+	void *done_arg;
+
+	hd_store_conn_t *conns;
+	size_t conn_count;
+	hd_store_conn_t **poll_map;   /* conn of each item from hd_store_poll_items */
+
+	hd_store_item_t *pending_head, *pending_tail;
+	size_t pending_count;
 };
 
 static const char hd_store_intake_sql[] =
@@ -103,20 +111,31 @@ hd_store_t *hd_store_new(const hd_store_options_t *opts, hd_store_done_fn done, 
 	self->opts.conninfo = self->conninfo;
 	self->done = done;
 	self->done_arg = arg;
-	self->state = HD_STORE_DOWN;
-	self->reconnect_at_ms = 0;
-	self->inflight = hd_calloc((size_t)opts->batch_max, sizeof(hd_store_item_t *));
+	self->conn_count = opts->connections > 0 ? (size_t)opts->connections : 1;
+	self->conns = hd_calloc(self->conn_count, sizeof(hd_store_conn_t));
+	self->poll_map = hd_calloc(self->conn_count, sizeof(hd_store_conn_t *));
+	for (size_t i = 0; i < self->conn_count; i++) {
+		hd_store_conn_t *c = &self->conns[i];
+		c->index = (unsigned)i;
+		c->state = HD_STORE_DOWN;
+		c->inflight = hd_calloc((size_t)opts->batch_max, sizeof(hd_store_item_t *));
+	}
 	return self;
 }
 
-static void hd_store_fail_all(hd_store_t *self, const char *reason)
+static void hd_store_fail_inflight(hd_store_t *self, hd_store_conn_t *c, const char *reason)
 {
-	for (size_t i = 0; i < self->inflight_count; i++) {
-		hd_store_item_t *item = self->inflight[i];
-		self->inflight[i] = NULL;
-		hd_store_fail_item(self, item, HD_E_UNAVAILABLE, reason);
+	for (size_t i = 0; i < c->inflight_count; i++) {
+		hd_store_item_t *item = c->inflight[i];
+		c->inflight[i] = NULL;
+		if (item)
+			hd_store_fail_item(self, item, HD_E_UNAVAILABLE, reason);
 	}
-	self->inflight_count = 0;
+	c->inflight_count = 0;
+}
+
+static void hd_store_fail_pending(hd_store_t *self, const char *reason)
+{
 	while (self->pending_head) {
 		hd_store_item_t *item = self->pending_head;
 		self->pending_head = item->next;
@@ -126,27 +145,35 @@ static void hd_store_fail_all(hd_store_t *self, const char *reason)
 	self->pending_count = 0;
 }
 
-static void hd_store_disconnect(hd_store_t *self, int64_t now_ms, const char *why)
+static const char hd_store_unavailable[] =
+	"database unavailable; resend with the same idempotency_key";
+
+static void hd_store_disconnect(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms,
+				const char *why)
 {
-	if (self->conn) {
-		PQfinish(self->conn);
-		self->conn = NULL;
+	if (c->conn) {
+		PQfinish(c->conn);
+		c->conn = NULL;
 	}
-	if (self->inflight_result) {
-		PQclear(self->inflight_result);
-		self->inflight_result = NULL;
+	if (c->inflight_result) {
+		PQclear(c->inflight_result);
+		c->inflight_result = NULL;
 	}
-	self->want_write = false;
-	hd_store_fail_all(self, "database unavailable; resend with the same idempotency_key");
-	int64_t delay = hd_time_backoff_ms(self->reconnect_attempt, self->opts.reconnect_min_ms,
+	c->want_write = false;
+	/* The batch may or may not have committed: the producer's resend with
+	 * the same idempotency key finds out without duplicating it. */
+	hd_store_fail_inflight(self, c, hd_store_unavailable);
+	int64_t delay = hd_time_backoff_ms(c->reconnect_attempt, self->opts.reconnect_min_ms,
 					   self->opts.reconnect_max_ms);
-	if (self->reconnect_attempt < 30)
-		self->reconnect_attempt++;
-	self->reconnect_at_ms = now_ms + delay;
-	if (self->state != HD_STORE_DOWN || self->reconnect_attempt == 1)
-		hd_warn("store.down", "reason=\"%s\" retry_in_ms=%lld attempt=%u", why,
-			(long long)delay, self->reconnect_attempt);
-	self->state = HD_STORE_DOWN;
+	if (c->reconnect_attempt < 30)
+		c->reconnect_attempt++;
+	c->reconnect_at_ms = now_ms + delay;
+	if (c->state != HD_STORE_DOWN || c->reconnect_attempt == 1)
+		hd_warn("store.down", "conn=%u reason=\"%s\" retry_in_ms=%lld attempt=%u", c->index,
+			why, (long long)delay, c->reconnect_attempt);
+	c->state = HD_STORE_DOWN;
+	if (!hd_store_is_ready(self))
+		hd_store_fail_pending(self, hd_store_unavailable);
 }
 
 void hd_store_destroy(hd_store_t **self_p)
@@ -154,12 +181,18 @@ void hd_store_destroy(hd_store_t **self_p)
 	if (!self_p || !*self_p)
 		return;
 	hd_store_t *self = *self_p;
-	hd_store_fail_all(self, "broker shutting down");
-	if (self->inflight_result)
-		PQclear(self->inflight_result);
-	if (self->conn)
-		PQfinish(self->conn);
-	free(self->inflight);
+	for (size_t i = 0; i < self->conn_count; i++) {
+		hd_store_conn_t *c = &self->conns[i];
+		hd_store_fail_inflight(self, c, "broker shutting down");
+		if (c->inflight_result)
+			PQclear(c->inflight_result);
+		if (c->conn)
+			PQfinish(c->conn);
+		free(c->inflight);
+	}
+	hd_store_fail_pending(self, "broker shutting down");
+	free(self->conns);
+	free(self->poll_map);
 	free(self->conninfo);
 	free(self);
 	*self_p = NULL;
@@ -167,7 +200,7 @@ void hd_store_destroy(hd_store_t **self_p)
 
 /* ---- connecting ---------------------------------------------------------- */
 
-static void hd_store_connect_start(hd_store_t *self, int64_t now_ms)
+static void hd_store_connect_start(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 {
 	char options[128];
 	snprintf(options, sizeof(options), "-c synchronous_commit=on -c statement_timeout=%lld",
@@ -176,39 +209,40 @@ static void hd_store_connect_start(hd_store_t *self, int64_t now_ms)
 	 * keywords after it add what the broker insists on. */
 	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
 	const char *vals[] = {self->conninfo, "heraldd", "5", options, NULL};
-	self->conn = PQconnectStartParams(keys, vals, 1);
-	if (!self->conn || PQstatus(self->conn) == CONNECTION_BAD) {
-		hd_store_disconnect(self, now_ms, self->conn ? PQerrorMessage(self->conn) : "out of memory");
+	c->conn = PQconnectStartParams(keys, vals, 1);
+	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
+		hd_store_disconnect(self, c, now_ms,
+				    c->conn ? PQerrorMessage(c->conn) : "out of memory");
 		return;
 	}
-	self->state = HD_STORE_CONNECTING;
-	self->connect_poll = PGRES_POLLING_WRITING;
+	c->state = HD_STORE_CONNECTING;
+	c->connect_poll = PGRES_POLLING_WRITING;
 }
 
-static void hd_store_connect_poll(hd_store_t *self, int64_t now_ms)
+static void hd_store_connect_poll(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 {
-	self->connect_poll = PQconnectPoll(self->conn);
-	if (self->connect_poll == PGRES_POLLING_FAILED) {
+	c->connect_poll = PQconnectPoll(c->conn);
+	if (c->connect_poll == PGRES_POLLING_FAILED) {
 		char why[192];
-		snprintf(why, sizeof(why), "%s", PQerrorMessage(self->conn));
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(c->conn));
 		why[strcspn(why, "\n")] = '\0';
-		hd_store_disconnect(self, now_ms, why);
+		hd_store_disconnect(self, c, now_ms, why);
 		return;
 	}
-	if (self->connect_poll != PGRES_POLLING_OK)
+	if (c->connect_poll != PGRES_POLLING_OK)
 		return;
-	PQsetnonblocking(self->conn, 1);
-	self->state = HD_STORE_READY;
-	hd_info("store.connected", "server_version=%d after_attempts=%u",
-		PQserverVersion(self->conn), self->reconnect_attempt);
-	self->reconnect_attempt = 0;
+	PQsetnonblocking(c->conn, 1);
+	c->state = HD_STORE_READY;
+	hd_info("store.connected", "conn=%u server_version=%d after_attempts=%u", c->index,
+		PQserverVersion(c->conn), c->reconnect_attempt);
+	c->reconnect_attempt = 0;
 }
 
 /* ---- batching ------------------------------------------------------------ */
 
 int hd_store_submit(hd_store_t *self, hd_store_item_t *item)
 {
-	if (self->state != HD_STORE_READY && self->state != HD_STORE_BUSY)
+	if (!hd_store_is_ready(self))
 		return HD_E_UNAVAILABLE;
 	if ((int64_t)self->pending_count >= self->opts.max_pending)
 		return HD_E_BUSY;
@@ -309,7 +343,7 @@ static bool hd_store_same_key(const hd_store_item_t *a, const hd_store_item_t *b
 
 static bool hd_store_should_flush(const hd_store_t *self, int64_t now_ms)
 {
-	if (self->state != HD_STORE_READY || !self->pending_head)
+	if (!self->pending_head)
 		return false;
 	if (self->pending_head->isolate)
 		return true;
@@ -318,7 +352,7 @@ static bool hd_store_should_flush(const hd_store_t *self, int64_t now_ms)
 	return now_ms - self->pending_head->enqueued_ms >= self->opts.batch_wait_ms;
 }
 
-static void hd_store_flush(hd_store_t *self, int64_t now_ms)
+static void hd_store_flush(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 {
 	size_t cap = (size_t)self->opts.batch_max;
 	size_t slots = 1;
@@ -329,10 +363,10 @@ static void hd_store_flush(hd_store_t *self, int64_t now_ms)
 
 	/* An item that failed inside a batch goes alone, so only it fails. */
 	bool alone = self->pending_head->isolate;
-	self->inflight_count = 0;
-	while (self->pending_head && self->inflight_count < cap) {
+	c->inflight_count = 0;
+	while (self->pending_head && c->inflight_count < cap) {
 		hd_store_item_t *item = self->pending_head;
-		if (alone && self->inflight_count == 1)
+		if (alone && c->inflight_count == 1)
 			break;
 		if (!alone && item->isolate)
 			break;
@@ -346,7 +380,7 @@ static void hd_store_flush(hd_store_t *self, int64_t now_ms)
 			size_t slot = (size_t)hd_store_key_hash(item) & (slots - 1);
 			bool followed = false;
 			while (table[slot]) {
-				hd_store_item_t *leader = self->inflight[table[slot] - 1];
+				hd_store_item_t *leader = c->inflight[table[slot] - 1];
 				if (hd_store_same_key(leader, item)) {
 					item->next = leader->followers;
 					leader->followers = item;
@@ -357,10 +391,10 @@ static void hd_store_flush(hd_store_t *self, int64_t now_ms)
 			}
 			if (followed)
 				continue;
-			table[slot] = self->inflight_count + 1;
+			table[slot] = c->inflight_count + 1;
 		}
-		self->inflight[self->inflight_count++] = item;
-		json_array_append_new(batch, hd_store_encode_item(item, self->inflight_count));
+		c->inflight[c->inflight_count++] = item;
+		json_array_append_new(batch, hd_store_encode_item(item, c->inflight_count));
 	}
 	free(table);
 
@@ -369,16 +403,16 @@ static void hd_store_flush(hd_store_t *self, int64_t now_ms)
 	if (!text)
 		hd_panic("json_dumps failed for an intake batch");
 	const char *params[1] = {text};
-	int ok = PQsendQueryParams(self->conn, hd_store_intake_sql, 1, NULL, params, NULL, NULL, 0);
+	int ok = PQsendQueryParams(c->conn, hd_store_intake_sql, 1, NULL, params, NULL, NULL, 0);
 	free(text);
+	c->inflight_seen_error = false;
+	c->inflight_lost = false;
 	if (!ok) {
-		hd_store_disconnect(self, now_ms, PQerrorMessage(self->conn));
+		hd_store_disconnect(self, c, now_ms, PQerrorMessage(c->conn));
 		return;
 	}
-	self->state = HD_STORE_BUSY;
-	self->inflight_seen_error = false;
-	self->inflight_lost = false;
-	self->want_write = PQflush(self->conn) == 1;
+	c->state = HD_STORE_BUSY;
+	c->want_write = PQflush(c->conn) == 1;
 }
 
 /* ---- completing ---------------------------------------------------------- */
@@ -395,49 +429,51 @@ static bool hd_store_is_connection_error(const PGresult *res, const PGconn *conn
 	       strcmp(state, "40P01") == 0;
 }
 
-static void hd_store_batch_done(hd_store_t *self)
+/* Put a failed batch back at the front of the queue, each item to go alone. */
+static void hd_store_requeue_isolated(hd_store_t *self, hd_store_conn_t *c)
 {
-	PGresult *res = self->inflight_result;
-	self->inflight_result = NULL;
-	size_t n = self->inflight_count;
+	for (size_t i = c->inflight_count; i-- > 0;) {
+		hd_store_item_t *item = c->inflight[i];
+		c->inflight[i] = NULL;
+		hd_store_item_t *f = item->followers;
+		item->followers = NULL;
+		while (f) { /* followers go back too, right after their leader */
+			hd_store_item_t *next = f->next;
+			f->isolate = true;
+			f->next = self->pending_head;
+			self->pending_head = f;
+			self->pending_count++;
+			f = next;
+		}
+		item->isolate = true;
+		item->next = self->pending_head;
+		self->pending_head = item;
+		self->pending_count++;
+	}
+	hd_store_item_t *t = self->pending_head;
+	while (t && t->next)
+		t = t->next;
+	self->pending_tail = t;
+	c->inflight_count = 0;
+}
 
-	if (self->inflight_seen_error) {
+static void hd_store_batch_done(hd_store_t *self, hd_store_conn_t *c)
+{
+	PGresult *res = c->inflight_result;
+	c->inflight_result = NULL;
+	size_t n = c->inflight_count;
+
+	if (c->inflight_seen_error) {
 		if (n == 1) {
-			hd_store_item_t *item = self->inflight[0];
-			self->inflight[0] = NULL;
-			self->inflight_count = 0;
-			hd_error("store.reject", "app=%s reason=\"%s\"", item->app, self->inflight_error);
+			hd_store_item_t *item = c->inflight[0];
+			c->inflight[0] = NULL;
+			c->inflight_count = 0;
+			hd_error("store.reject", "app=%s reason=\"%s\"", item->app, c->inflight_error);
 			hd_store_fail_item(self, item, HD_E_INTERNAL, "the database refused this message");
 		} else {
-			/* Put the whole batch back at the front, each to go alone. */
-			hd_warn("store.batch_error", "size=%zu reason=\"%s\" action=isolate", n,
-				self->inflight_error);
-			for (size_t i = n; i-- > 0;) {
-				hd_store_item_t *item = self->inflight[i];
-				hd_store_item_t *f = item->followers;
-				item->followers = NULL;
-				item->isolate = true;
-				while (f) { /* followers go back too, after their leader */
-					hd_store_item_t *next = f->next;
-					f->isolate = true;
-					f->next = self->pending_head;
-					self->pending_head = f;
-					self->pending_count++;
-					f = next;
-				}
-				item->next = self->pending_head;
-				self->pending_head = item;
-				self->pending_count++;
-				if (!self->pending_tail)
-					self->pending_tail = item;
-				self->inflight[i] = NULL;
-			}
-			/* Recompute the tail: followers may have been pushed last. */
-			hd_store_item_t *t = self->pending_head;
-			while (t && t->next)
-				t = t->next;
-			self->pending_tail = t;
-			self->inflight_count = 0;
+			hd_warn("store.batch_error", "conn=%u size=%zu reason=\"%s\" action=isolate",
+				c->index, n, c->inflight_error);
+			hd_store_requeue_isolated(self, c);
 		}
 		if (res)
 			PQclear(res);
@@ -447,10 +483,10 @@ static void hd_store_batch_done(hd_store_t *self)
 	int rows = res ? PQntuples(res) : 0;
 	for (int r = 0; r < rows; r++) {
 		long ord = strtol(PQgetvalue(res, r, 0), NULL, 10);
-		if (ord < 1 || (size_t)ord > n || !self->inflight[ord - 1])
+		if (ord < 1 || (size_t)ord > n || !c->inflight[ord - 1])
 			hd_panic("intake_batch returned ord %ld for a batch of %zu", ord, n);
-		hd_store_item_t *item = self->inflight[ord - 1];
-		self->inflight[ord - 1] = NULL;
+		hd_store_item_t *item = c->inflight[ord - 1];
+		c->inflight[ord - 1] = NULL;
 		hd_store_result_t out = {.code = HD_OK};
 		out.id = strtoll(PQgetvalue(res, r, 1), NULL, 10);
 		const char *klass = PQgetvalue(res, r, 2);
@@ -461,141 +497,180 @@ static void hd_store_batch_done(hd_store_t *self)
 		hd_store_complete(self, item, &out);
 	}
 	for (size_t i = 0; i < n; i++)
-		if (self->inflight[i])
+		if (c->inflight[i])
 			hd_panic("intake_batch returned no row for ord %zu", i + 1);
-	self->inflight_count = 0;
+	c->inflight_count = 0;
 	if (res)
 		PQclear(res);
 }
 
-static void hd_store_read(hd_store_t *self, int64_t now_ms)
+static void hd_store_read(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 {
-	if (!PQconsumeInput(self->conn)) {
+	if (!PQconsumeInput(c->conn)) {
 		char why[192];
-		snprintf(why, sizeof(why), "%s", PQerrorMessage(self->conn));
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(c->conn));
 		why[strcspn(why, "\n")] = '\0';
-		hd_store_disconnect(self, now_ms, why);
+		hd_store_disconnect(self, c, now_ms, why);
 		return;
 	}
-	if (self->state == HD_STORE_READY) {
+	if (c->state == HD_STORE_READY) {
 		/* Idle connection became readable: a notice or the server going away. */
 		PGnotify *n;
-		while ((n = PQnotifies(self->conn)) != NULL)
+		while ((n = PQnotifies(c->conn)) != NULL)
 			PQfreemem(n);
-		if (PQstatus(self->conn) == CONNECTION_BAD)
-			hd_store_disconnect(self, now_ms, "connection closed by server");
+		if (PQstatus(c->conn) == CONNECTION_BAD)
+			hd_store_disconnect(self, c, now_ms, "connection closed by server");
 		return;
 	}
-	while (self->state == HD_STORE_BUSY && !PQisBusy(self->conn)) {
-		PGresult *res = PQgetResult(self->conn);
+	while (c->state == HD_STORE_BUSY && !PQisBusy(c->conn)) {
+		PGresult *res = PQgetResult(c->conn);
 		if (!res) {
 			/* ReadyForQuery: the implicit transaction has committed. */
-			if (self->inflight_lost) {
-				hd_store_disconnect(self, now_ms, self->inflight_error);
+			if (c->inflight_lost) {
+				hd_store_disconnect(self, c, now_ms, c->inflight_error);
 				return;
 			}
-			self->state = HD_STORE_READY;
-			hd_store_batch_done(self);
+			c->state = HD_STORE_READY;
+			hd_store_batch_done(self, c);
 			return;
 		}
 		ExecStatusType st = PQresultStatus(res);
-		if (st == PGRES_TUPLES_OK && !self->inflight_result) {
-			self->inflight_result = res;
+		if (st == PGRES_TUPLES_OK && !c->inflight_result && !c->inflight_seen_error) {
+			c->inflight_result = res;
 			continue;
 		}
 		if (st != PGRES_TUPLES_OK) {
-			snprintf(self->inflight_error, sizeof(self->inflight_error), "%s",
+			snprintf(c->inflight_error, sizeof(c->inflight_error), "%s",
 				 PQresultErrorMessage(res));
-			self->inflight_error[strcspn(self->inflight_error, "\n")] = '\0';
-			if (hd_store_is_connection_error(res, self->conn))
-				self->inflight_lost = true;
-			self->inflight_seen_error = true;
+			c->inflight_error[strcspn(c->inflight_error, "\n")] = '\0';
+			if (hd_store_is_connection_error(res, c->conn))
+				c->inflight_lost = true;
+			c->inflight_seen_error = true;
 			/* A result before the error means nothing: the transaction rolled back. */
-			if (self->inflight_result) {
-				PQclear(self->inflight_result);
-				self->inflight_result = NULL;
+			if (c->inflight_result) {
+				PQclear(c->inflight_result);
+				c->inflight_result = NULL;
 			}
 		}
 		PQclear(res);
 	}
-	if (self->state == HD_STORE_BUSY && PQstatus(self->conn) == CONNECTION_BAD)
-		hd_store_disconnect(self, now_ms, "connection lost during a batch");
+	if (c->state == HD_STORE_BUSY && PQstatus(c->conn) == CONNECTION_BAD)
+		hd_store_disconnect(self, c, now_ms, "connection lost during a batch");
 }
 
 /* ---- event loop glue ------------------------------------------------------ */
 
-int hd_store_poll_fd(const hd_store_t *self, short *events)
+size_t hd_store_poll_items(hd_store_t *self, zmq_pollitem_t *items, size_t max)
 {
-	*events = 0;
-	if (!self->conn)
-		return -1;
-	switch (self->state) {
-	case HD_STORE_CONNECTING:
-		*events = self->connect_poll == PGRES_POLLING_READING ? ZMQ_POLLIN : ZMQ_POLLOUT;
-		break;
-	case HD_STORE_READY:
-		*events = ZMQ_POLLIN;
-		break;
-	case HD_STORE_BUSY:
-		*events = (short)(ZMQ_POLLIN | (self->want_write ? ZMQ_POLLOUT : 0));
-		break;
-	case HD_STORE_DOWN:
-		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < self->conn_count && n < max; i++) {
+		hd_store_conn_t *c = &self->conns[i];
+		short events = 0;
+		switch (c->state) {
+		case HD_STORE_CONNECTING:
+			events = c->connect_poll == PGRES_POLLING_READING ? ZMQ_POLLIN : ZMQ_POLLOUT;
+			break;
+		case HD_STORE_READY:
+			events = ZMQ_POLLIN;
+			break;
+		case HD_STORE_BUSY:
+			events = (short)(ZMQ_POLLIN | (c->want_write ? ZMQ_POLLOUT : 0));
+			break;
+		case HD_STORE_DOWN:
+			continue;
+		}
+		items[n] = (zmq_pollitem_t){NULL, PQsocket(c->conn), events, 0};
+		self->poll_map[n++] = c;
 	}
-	return PQsocket(self->conn);
+	return n;
 }
 
-void hd_store_handle(hd_store_t *self, int64_t now_ms, bool readable, bool writable)
+static void hd_store_handle_conn(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms,
+				 bool readable, bool writable)
 {
-	switch (self->state) {
+	switch (c->state) {
 	case HD_STORE_DOWN:
-		if (now_ms >= self->reconnect_at_ms)
-			hd_store_connect_start(self, now_ms);
+		if (now_ms >= c->reconnect_at_ms)
+			hd_store_connect_start(self, c, now_ms);
 		return;
 	case HD_STORE_CONNECTING:
 		if (readable || writable)
-			hd_store_connect_poll(self, now_ms);
+			hd_store_connect_poll(self, c, now_ms);
 		return;
 	case HD_STORE_BUSY:
-		if (writable && self->want_write) {
-			int rc = PQflush(self->conn);
+		if (writable && c->want_write) {
+			int rc = PQflush(c->conn);
 			if (rc < 0) {
-				hd_store_disconnect(self, now_ms, PQerrorMessage(self->conn));
+				hd_store_disconnect(self, c, now_ms, PQerrorMessage(c->conn));
 				return;
 			}
-			self->want_write = rc == 1;
+			c->want_write = rc == 1;
 		}
 		if (readable)
-			hd_store_read(self, now_ms);
-		break;
+			hd_store_read(self, c, now_ms);
+		return;
 	case HD_STORE_READY:
 		if (readable)
-			hd_store_read(self, now_ms);
-		break;
+			hd_store_read(self, c, now_ms);
+		return;
 	}
-	if (hd_store_should_flush(self, now_ms))
-		hd_store_flush(self, now_ms);
+}
+
+void hd_store_handle(hd_store_t *self, int64_t now_ms, const zmq_pollitem_t *items,
+		     size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		hd_store_handle_conn(self, self->poll_map[i], now_ms,
+				     (items[i].revents & ZMQ_POLLIN) != 0,
+				     (items[i].revents & ZMQ_POLLOUT) != 0);
+	for (size_t i = 0; i < self->conn_count; i++)
+		if (self->conns[i].state == HD_STORE_DOWN)
+			hd_store_handle_conn(self, &self->conns[i], now_ms, false, false);
+	for (size_t i = 0; i < self->conn_count; i++) {
+		hd_store_conn_t *c = &self->conns[i];
+		if (c->state == HD_STORE_READY && hd_store_should_flush(self, now_ms))
+			hd_store_flush(self, c, now_ms);
+	}
 }
 
 int64_t hd_store_timeout_ms(const hd_store_t *self, int64_t now_ms)
 {
-	if (self->state == HD_STORE_DOWN) {
-		int64_t wait = self->reconnect_at_ms - now_ms;
-		return wait > 0 ? wait : 0;
+	int64_t best = -1;
+	bool any_ready = false;
+	for (size_t i = 0; i < self->conn_count; i++) {
+		const hd_store_conn_t *c = &self->conns[i];
+		if (c->state == HD_STORE_READY)
+			any_ready = true;
+		if (c->state == HD_STORE_DOWN) {
+			int64_t wait = c->reconnect_at_ms - now_ms;
+			wait = wait > 0 ? wait : 0;
+			if (best < 0 || wait < best)
+				best = wait;
+		}
 	}
-	if (self->state == HD_STORE_READY && self->pending_head) {
+	if (any_ready && self->pending_head) {
 		int64_t wait = self->pending_head->enqueued_ms + self->opts.batch_wait_ms - now_ms;
-		return wait > 0 ? wait : 0;
+		wait = wait > 0 ? wait : 0;
+		if (best < 0 || wait < best)
+			best = wait;
 	}
-	return -1;
+	return best;
 }
 
 bool hd_store_is_ready(const hd_store_t *self)
 {
-	return self->state == HD_STORE_READY || self->state == HD_STORE_BUSY;
+	for (size_t i = 0; i < self->conn_count; i++)
+		if (self->conns[i].state == HD_STORE_READY || self->conns[i].state == HD_STORE_BUSY)
+			return true;
+	return false;
 }
 
 bool hd_store_is_idle(const hd_store_t *self)
 {
-	return self->pending_count == 0 && self->inflight_count == 0;
+	if (self->pending_count)
+		return false;
+	for (size_t i = 0; i < self->conn_count; i++)
+		if (self->conns[i].inflight_count)
+			return false;
+	return true;
 }

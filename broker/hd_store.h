@@ -5,15 +5,18 @@
  *	The only broker module that talks to the database. Submissions are
  *	queued here and written in batches: one call of the SQL function
  *	herald.intake_batch per transaction, flushed when batch_max items
- *	wait, when the oldest waited batch_wait_ms, and never while another
- *	batch is in flight on the connection. A completion is reported only
+ *	wait or the oldest waited batch_wait_ms, on whichever of the store's
+ *	connections is idle (one batch in flight per connection, so while
+ *	one commits the next batch fills and goes out on another). A
+ *	completion is reported only
  *	after the server's ReadyForQuery, i.e. after COMMIT is durable
  *	(synchronous_commit=on), so an ACK never precedes durability.
- *	The connection is asynchronous (PQconnectStart, PQsendQueryParams)
- *	and driven by the caller's event loop through hd_store_poll_fd and
- *	hd_store_handle; nothing here blocks. When PostgreSQL goes away every
- *	queued and in-flight item completes with HD_E_UNAVAILABLE (retryable)
- *	and the store reconnects with exponential backoff. A batch that fails
+ *	Connections are asynchronous (PQconnectStart, PQsendQueryParams)
+ *	and driven by the caller's event loop through hd_store_poll_items and
+ *	hd_store_handle; nothing here blocks. When a connection fails, its
+ *	in-flight items complete with HD_E_UNAVAILABLE (retryable), queued
+ *	ones too once no connection is left, and each connection reconnects
+ *	with exponential backoff. A batch that fails
  *	for a data reason is retried one item per transaction so that only
  *	the offending submission fails. It never logs except connection
  *	state changes, which are decisions made here.
@@ -27,6 +30,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <zmq.h>
 
 #include "hd_msg.h"
 
@@ -65,6 +70,7 @@ typedef void (*hd_store_done_fn)(void *arg, hd_store_item_t *item,
 
 typedef struct hd_store_options {
 	const char *conninfo;            /* libpq conninfo or URL; borrowed */
+	int64_t connections;             /* batches in flight at once */
 	int64_t batch_max;
 	int64_t batch_wait_ms;
 	int64_t max_pending;
@@ -86,16 +92,21 @@ void hd_store_destroy(hd_store_t **self_p);
  */
 int hd_store_submit(hd_store_t *self, hd_store_item_t *item);
 
-/* The socket to poll (or -1) and the events wanted (ZMQ_POLLIN/OUT). */
-int hd_store_poll_fd(const hd_store_t *self, short *events);
+/*
+ * Fill up to max poll items with the sockets to watch and the events
+ * wanted; returns how many. Pass the same items, after zmq_poll, to
+ * hd_store_handle.
+ */
+size_t hd_store_poll_items(hd_store_t *self, zmq_pollitem_t *items, size_t max);
 
-/* Drive connection, flushing and completions; call every loop turn. */
-void hd_store_handle(hd_store_t *self, int64_t now_ms, bool readable, bool writable);
+/* Drive connections, flushing and completions; call every loop turn. */
+void hd_store_handle(hd_store_t *self, int64_t now_ms, const zmq_pollitem_t *items,
+		     size_t count);
 
 /* Milliseconds until hd_store_handle has timed work to do, -1 for none. */
 int64_t hd_store_timeout_ms(const hd_store_t *self, int64_t now_ms);
 
-/* True when connected and able to take submissions. */
+/* True when at least one connection can take submissions. */
 bool hd_store_is_ready(const hd_store_t *self);
 
 /* True when nothing is queued or in flight. */

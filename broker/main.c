@@ -29,6 +29,7 @@
 #define HERALDD_SHUTDOWN_GRACE_MS 5000
 #define HERALDD_READ_BURST 1024
 #define HERALDD_STATS_EVERY_MS 60000
+#define HERALDD_MAX_STORE_CONNECTIONS 16 /* the bound of database.connections */
 
 static volatile sig_atomic_t heraldd_stop;
 
@@ -85,6 +86,7 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 	}
 	hd_store_options_t sopts = {
 		.conninfo = conninfo,
+		.connections = cfg->database.connections,
 		.batch_max = cfg->intake.batch_max_messages,
 		.batch_wait_ms = cfg->intake.batch_max_wait_ms,
 		.max_pending = cfg->intake.max_pending,
@@ -94,9 +96,9 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 	};
 	hd_store_t *store = hd_store_new(&sopts, hd_intake_on_stored, intake);
 	hd_intake_attach_store(intake, store);
-	hd_info("heraldd.start", "listen=%s batch_max=%lld batch_wait_ms=%lld",
+	hd_info("heraldd.start", "listen=%s batch_max=%lld batch_wait_ms=%lld db_connections=%lld",
 		cfg->listen, (long long)cfg->intake.batch_max_messages,
-		(long long)cfg->intake.batch_max_wait_ms);
+		(long long)cfg->intake.batch_max_wait_ms, (long long)cfg->database.connections);
 
 	int64_t stop_deadline = 0;
 	int64_t next_stats = hd_time_mono_ms() + HERALDD_STATS_EVERY_MS;
@@ -109,17 +111,11 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		if (stop_deadline && (hd_store_is_idle(store) || now >= stop_deadline))
 			break;
 
-		zmq_pollitem_t items[2];
-		int n = 0;
-		items[n++] = (zmq_pollitem_t){hd_intake_socket(intake), 0,
-					      stop_deadline ? 0 : ZMQ_POLLIN, 0};
-		short events = 0;
-		int fd = hd_store_poll_fd(store, &events);
-		int store_idx = -1;
-		if (fd >= 0) {
-			store_idx = n;
-			items[n++] = (zmq_pollitem_t){NULL, fd, events, 0};
-		}
+		zmq_pollitem_t items[1 + HERALDD_MAX_STORE_CONNECTIONS];
+		items[0] = (zmq_pollitem_t){hd_intake_socket(intake), 0,
+					    stop_deadline ? 0 : ZMQ_POLLIN, 0};
+		size_t store_items = hd_store_poll_items(store, items + 1,
+							 HERALDD_MAX_STORE_CONNECTIONS);
 		int64_t timeout = hd_store_timeout_ms(store, now);
 		int64_t until_stats = next_stats - now;
 		if (timeout < 0 || timeout > until_stats)
@@ -127,16 +123,14 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		if (stop_deadline && (timeout < 0 || timeout > 100))
 			timeout = 100;
 
-		if (zmq_poll(items, n, (long)timeout) < 0 && errno != EINTR) {
+		if (zmq_poll(items, (int)(1 + store_items), (long)timeout) < 0 && errno != EINTR) {
 			hd_error("heraldd.fatal", "reason=\"zmq_poll: %s\"", zmq_strerror(errno));
 			break;
 		}
 		now = hd_time_mono_ms();
 		if (items[0].revents & ZMQ_POLLIN)
 			hd_intake_on_readable(intake, HERALDD_READ_BURST);
-		bool readable = store_idx >= 0 && (items[store_idx].revents & ZMQ_POLLIN);
-		bool writable = store_idx >= 0 && (items[store_idx].revents & ZMQ_POLLOUT);
-		hd_store_handle(store, now, readable, writable);
+		hd_store_handle(store, now, items + 1, store_items);
 		if (now >= next_stats) {
 			heraldd_log_stats(intake);
 			next_stats = now + HERALDD_STATS_EVERY_MS;

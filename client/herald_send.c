@@ -62,6 +62,7 @@ typedef struct hs_opts {
 	const char *retries;
 	bool json;
 	bool quiet;
+	bool ping;
 } hs_opts_t;
 
 enum {
@@ -69,7 +70,7 @@ enum {
 	OPT_SUBJECT, OPT_BODY, OPT_BODY_FILE, OPT_HTML_FILE, OPT_ATTACH, OPT_IMPORTANT,
 	OPT_MAJOR, OPT_CONFIDENTIAL, OPT_BULK, OPT_NEEDS_REPLY, OPT_PURPOSE, OPT_REPLY_BY,
 	OPT_BULK_PURPOSE, OPT_BULK_AUDIENCE, OPT_BULK_COUNT, OPT_BULK_SUMMARY,
-	OPT_IDEM_KEY, OPT_TAG, OPT_TIMEOUT_MS, OPT_RETRIES, OPT_JSON, OPT_QUIET,
+	OPT_IDEM_KEY, OPT_TAG, OPT_TIMEOUT_MS, OPT_RETRIES, OPT_JSON, OPT_QUIET, OPT_PING,
 	OPT_HELP, OPT_VERSION
 };
 
@@ -103,6 +104,7 @@ static const struct option hs_long_options[] = {
 	{"retries", required_argument, NULL, OPT_RETRIES},
 	{"json", no_argument, NULL, OPT_JSON},
 	{"quiet", no_argument, NULL, OPT_QUIET},
+	{"ping", no_argument, NULL, OPT_PING},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -143,6 +145,8 @@ static void hs_usage(FILE *out)
 "Output:\n"
 "  --json                 one JSON object on stdout, whatever the outcome\n"
 "  --quiet                print nothing when accepted\n"
+"  --ping                 only ask heraldd whether it can take submissions now\n"
+"                         (exit 0 yes, 4 no); no message flags needed\n"
 "  --help, --version\n"
 "\n"
 "Exit status:\n"
@@ -392,6 +396,7 @@ static void hs_parse_args(int argc, char **argv, hs_opts_t *o)
 		case OPT_RETRIES: o->retries = optarg; break;
 		case OPT_JSON: o->json = true; break;
 		case OPT_QUIET: o->quiet = true; break;
+		case OPT_PING: o->ping = true; break;
 		case OPT_HELP: hs_usage(stdout); exit(HS_EXIT_OK);
 		case OPT_VERSION: printf(HS_PROG " " HERALD_VERSION_STRING "\n"); exit(HS_EXIT_OK);
 		case ':': hs_die_usage("option %s needs a value", argv[optind - 1]);
@@ -400,6 +405,8 @@ static void hs_parse_args(int argc, char **argv, hs_opts_t *o)
 	}
 	if (optind < argc)
 		hs_die_usage("unexpected argument '%s'", argv[optind]);
+	if (o->ping)
+		return;
 	if (!o->channel)
 		hs_die_usage("--channel is required");
 	if (!o->from)
@@ -627,10 +634,34 @@ static void hs_print(const hs_opts_t *o, const herald_result_t *r)
 	}
 }
 
+/* --ping: heraldd answers only while it can reach its database. */
+static int hs_ping(const hs_opts_t *o)
+{
+	char err[256];
+	herald_client_t *c = herald_client_new(o->endpoint, o->app, err, sizeof(err));
+	if (!c)
+		hs_die_usage("%s", err);
+	long timeout_ms = 2000;
+	if (o->timeout_ms && !hs_parse_long(o->timeout_ms, 1, 3600000, &timeout_ms))
+		hs_die_usage("--timeout-ms must be 1..3600000");
+	int status = herald_client_ping(c, (int)timeout_ms);
+	herald_client_destroy(&c);
+	if (o->json)
+		printf("{\"ok\":%s}\n", status == HERALD_OK ? "true" : "false");
+	else if (status == HERALD_OK && !o->quiet)
+		printf("pong %s\n", o->endpoint);
+	else if (status != HERALD_OK && !o->quiet)
+		fprintf(stderr, HS_PROG ": %s does not answer: %s\n", o->endpoint,
+			herald_strerror(status));
+	return status == HERALD_OK ? HS_EXIT_OK : HS_EXIT_UNAVAIL;
+}
+
 int main(int argc, char **argv)
 {
 	hs_opts_t o;
 	hs_parse_args(argc, argv, &o);
+	if (o.ping)
+		return hs_ping(&o);
 	herald_msg_t *m = hs_build(&o);
 
 	char err[256];

@@ -58,6 +58,8 @@ static const hd_param_t hd_config_params[] = {
 	 HD_OFF(classify.sensitive_keywords), HD_OFF(classify.sensitive_keyword_count),
 	 0, 0, 0, "机密\n绝密\nconfidential\nsalary\n薪酬",
 	 "any of these in subject or body makes a message important"},
+	{"database.connections", HD_PARAM_INT, HD_OFF(database.connections), 0,
+	 2, 1, 16, NULL, "connections, i.e. batches that may be committing at once"},
 	{"database.reconnect_min_ms", HD_PARAM_INT, HD_OFF(database.reconnect_min_ms), 0,
 	 100, 10, 60000, NULL, "first reconnect delay after losing PostgreSQL"},
 	{"database.reconnect_max_ms", HD_PARAM_INT, HD_OFF(database.reconnect_max_ms), 0,

@@ -35,6 +35,7 @@ typedef struct hd_config {
 		size_t sensitive_keyword_count;
 	} classify;
 	struct {
+		int64_t connections;          /* batches committing at once */
 		int64_t reconnect_min_ms;
 		int64_t reconnect_max_ms;
 		int64_t statement_timeout_ms;

@@ -37,8 +37,10 @@ static inline size_t avail(const hd_mpack_reader_t *r)
 
 void hd_mpack_reader_init(hd_mpack_reader_t *r, const void *buf, size_t len)
 {
-	r->p = buf;
-	r->end = r->p + len;
+	/* NULL + 0 is undefined in C: give an empty input a real address. */
+	static const uint8_t empty[1];
+	r->p = buf ? buf : empty;
+	r->end = r->p + (buf ? len : 0);
 }
 
 size_t hd_mpack_remaining(const hd_mpack_reader_t *r)

@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(
 	# build
-	build-essential cmake pkg-config clang
+	build-essential cmake pkg-config clang libclang-rt-14-dev
 	# libraries (see README "Dependencies" for why each is here)
 	libzmq3-dev libmsgpack-dev libpq-dev libconfig-dev libjansson-dev libsodium-dev
 	libcmocka-dev

@@ -74,11 +74,19 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 
+if [ -n "$private_pg" ]; then
+	db_line="private PostgreSQL on 127.0.0.1:$pg_port (data in var/pg)"
+	psql_target="\"$admin_url\""
+else
+	# The URL may hold a password: name the variable, never print its value.
+	db_line="the database in HERALD_DATABASE_URL"
+	psql_target='"$HERALD_DATABASE_URL"'
+fi
 cat <<EOT
 
 Herald is up.
   producers (ZeroMQ):  $endpoint
-  database:            ${private_pg:+private PostgreSQL on 127.0.0.1:$pg_port (data in var/pg)}${private_pg:-from HERALD_DATABASE_URL}
+  database:            $db_line
   broker log:          var/log/heraldd.log
 
 Send a message:
@@ -87,7 +95,7 @@ Send a message:
       --subject "Quarterly figures" --body "The Q3 figures are attached to the wiki page."
 
 Look at it in the database:
-  psql "$admin_url" -c "select id, class, sender, subject from herald.messages order by id desc limit 5"
+  psql $psql_target -c "select id, class, sender, subject from herald.messages order by id desc limit 5"
 
 Press Ctrl-C to stop everything.
 EOT

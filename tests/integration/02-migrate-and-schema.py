@@ -29,7 +29,7 @@ import threading
 import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from pgtest import PrivatePostgres, SqlError  # noqa: E402
+from pgtest import PrivatePostgres, free_port  # noqa: E402
 
 BUILD_DIR = os.environ.get("HERALD_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -119,6 +119,15 @@ def test_migrate_applies_001_once_and_second_run_is_up_to_date():
     assert st["version"] >= 1 and st["up_to_date"] is True and st["pending"] == []
     assert st["migrations"][0]["state"] == "applied"
     assert st["migrations"][0]["sha256"] == st["migrations"][0]["applied_sha256"]
+
+
+def test_login_roles_join_the_group_roles_the_migration_created():
+    pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_broker" % BROKER)
+    pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_operator" % OPERATOR)
+    assert value("SELECT pg_has_role('%s', 'herald_broker', 'USAGE')" % BROKER) == "t"
+    assert value("SELECT current_user", user=BROKER) == BROKER
+    assert value("SELECT has_function_privilege('%s', 'herald.intake_batch(jsonb)', 'EXECUTE')"
+                 % BROKER) == "t"
 
 
 def test_schema_has_the_tables_roles_and_eight_chain_heads():
@@ -404,6 +413,20 @@ def test_two_concurrent_migrations_of_a_fresh_database_apply_001_exactly_once():
     assert value("SELECT count(*) FROM herald.schema_migrations", db="herald_twin") == "1"
 
 
+def test_a_failing_migration_is_rolled_back_completely():
+    pg.sql("CREATE DATABASE herald_broken")
+    # Something in the way: 001 creates herald.deliveries.
+    pg.sql("CREATE SCHEMA herald; CREATE TABLE herald.deliveries (x int)", dbname="herald_broken")
+    r = ctl("db", "migrate", db="herald_broken")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "001_intake.sql" in r.stderr and "already exists" in r.stderr, r.stderr
+    assert "rolled back" in r.stderr, r.stderr
+    assert value("SELECT count(*) FROM herald.schema_migrations", db="herald_broken") == "0"
+    assert value("SELECT to_regclass('herald.messages') IS NULL", db="herald_broken") == "t"
+    st = json.loads(ctl("db", "status", "--json", db="herald_broken").stdout)
+    assert st["version"] == 0 and st["pending"] == [1], st
+
+
 def test_heraldctl_command_line_errors_exit_2_and_an_unreachable_database_exits_4():
     run = lambda *a: subprocess.run([HERALDCTL, *a], stdout=subprocess.PIPE,  # noqa: E731
                                     stderr=subprocess.PIPE, text=True, timeout=60)
@@ -415,7 +438,7 @@ def test_heraldctl_command_line_errors_exit_2_and_an_unreachable_database_exits_
     assert run("db", "migrate", "--bogus").returncode == 2
     assert run("db", "status", "extra").returncode == 2
     assert run().returncode == 2
-    dead = PrivatePostgres().url()  # a free port nobody listens on
+    dead = "postgresql://postgres@127.0.0.1:%d/postgres" % free_port()  # nobody listens
     r = run("--db", dead, "db", "status")
     assert r.returncode == 4, (r.returncode, r.stderr)
     assert "cannot connect" in r.stderr
@@ -429,6 +452,7 @@ def test_heraldctl_command_line_errors_exit_2_and_an_unreachable_database_exits_
 TESTS = [
     test_status_before_migrate_lists_001_pending,
     test_migrate_applies_001_once_and_second_run_is_up_to_date,
+    test_login_roles_join_the_group_roles_the_migration_created,
     test_schema_has_the_tables_roles_and_eight_chain_heads,
     test_delivery_state_check_rejects_a_bogus_state_and_accepts_every_real_one,
     test_broker_intake_batch_stores_messages_deliveries_attachments_and_one_event_each,
@@ -445,6 +469,7 @@ TESTS = [
     test_intake_batch_rejects_a_batch_that_is_not_an_array,
     test_migrate_refuses_an_applied_migration_whose_checksum_changed,
     test_two_concurrent_migrations_of_a_fresh_database_apply_001_exactly_once,
+    test_a_failing_migration_is_rolled_back_completely,
     test_heraldctl_command_line_errors_exit_2_and_an_unreachable_database_exits_4,
 ]
 
@@ -463,10 +488,6 @@ def main():
         pg.start()
         pg.sql("CREATE DATABASE %s" % DB)
         for t in TESTS:
-            if t is TESTS[2]:
-                # Login roles for the group roles migration 001 created.
-                pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_broker" % BROKER)
-                pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_operator" % OPERATOR)
             try:
                 t()
                 passed += 1

@@ -198,6 +198,8 @@ def test_herald_send_exit_codes_accepted_rejected_unreachable():
     out = json.loads(bad.stdout)
     assert out["ok"] is False and out["code"] == "invalid" and out["field"] == "msg.to[0]", out
 
+    assert herald_send("--endpoint", stack.endpoint, "--ping").returncode == 0
+
     gone = herald_send("--endpoint", "tcp://127.0.0.1:%d" % free_port(), "--channel", "email",
                        "--from", "alice@example.com", "--to", "bob@example.com", "--subject", "x",
                        "--body", "y", "--timeout-ms", "300", "--retries", "1")

@@ -9,9 +9,10 @@ DESCRIPTION
     reconnect by itself with backoff, and resume ACKing; the same heraldd
     process serves throughout. Every key ends up stored exactly once.
 """
+import subprocess
 import time
 
-from herald_harness import Stack, run_tests, wait_until
+from herald_harness import Stack, binary, run_tests, wait_until
 from herald_stream import Stream
 
 stack = Stack("pgrestart")
@@ -31,6 +32,9 @@ def test_postgres_restart_under_load_heraldd_recovers_without_its_own_restart():
     assert rep is not None and rep["ok"] is False and rep["code"] == "unavailable" \
         and rep["retryable"] is True, rep
     p.close()
+    ping = subprocess.run([binary("client/herald-send"), "--endpoint", stack.endpoint, "--ping",
+                           "--timeout-ms", "300"], capture_output=True, timeout=30)
+    assert ping.returncode == 4, ping
     stack.pg.start()
     acked_at_restart = len(s.acked_keys())
     wait_until(lambda: len(s.acked_keys()) > acked_at_restart + 200, 30,

@@ -92,6 +92,9 @@ class PrivatePostgres:
             r = self._run_script("start", self.dir, str(self.port))
             if r.returncode == 0:
                 self.running = True
+                # From now on the port is part of the cluster's identity:
+                # clients reconnect to it after a restart.
+                self._port_given = True
                 return self
             # Another process may have taken the port between free_port()
             # and the server's bind: pick another one when we chose it.

@@ -305,6 +305,9 @@ static void test_peek_classifies_every_lead_byte_as_the_spec_does(void **state)
 	}
 	hd_mpack_reader_t r = reader("", 0);
 	assert_int_equal(hd_mpack_peek(&r), HD_MPACK_EOF);
+	r = reader(NULL, 0);
+	assert_int_equal(hd_mpack_peek(&r), HD_MPACK_EOF);
+	assert_int_equal(hd_mpack_remaining(&r), 0);
 }
 
 /* A nested value of every kind, packed by msgpack-c. */

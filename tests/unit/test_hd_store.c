@@ -36,7 +36,7 @@ static hd_store_t *unreachable_store(void)
 	/* Port 1 on loopback: connection refused at once. */
 	hd_store_options_t o = {
 		.conninfo = "host=127.0.0.1 port=1 dbname=none user=none connect_timeout=1",
-		.batch_max = 8, .batch_wait_ms = 1, .max_pending = 4,
+		.connections = 2, .batch_max = 8, .batch_wait_ms = 1, .max_pending = 4,
 		.reconnect_min_ms = 200, .reconnect_max_ms = 400, .statement_timeout_ms = 1000,
 	};
 	return hd_store_new(&o, on_done, NULL);
@@ -54,10 +54,12 @@ static hd_store_item_t *item(void)
 static void drive_until_down(hd_store_t *s)
 {
 	for (int i = 0; i < 200; i++) {
-		short ev;
-		int fd = hd_store_poll_fd(s, &ev);
-		hd_store_handle(s, hd_time_mono_ms(), fd >= 0, fd >= 0);
-		if (fd < 0 && i > 0)
+		zmq_pollitem_t items[4];
+		size_t n = hd_store_poll_items(s, items, 4);
+		for (size_t k = 0; k < n; k++)
+			items[k].revents = items[k].events;
+		hd_store_handle(s, hd_time_mono_ms(), items, n);
+		if (n == 0 && i > 0)
 			return;
 	}
 	fail_msg("store never gave up connecting to a closed port");
@@ -97,8 +99,8 @@ static void test_reconnect_is_scheduled_within_the_backoff_bounds(void **state)
 	int64_t wait = hd_store_timeout_ms(s, hd_time_mono_ms());
 	assert_true(wait >= 0);
 	assert_true(wait <= 400);
-	short ev;
-	assert_int_equal(hd_store_poll_fd(s, &ev), -1);
+	zmq_pollitem_t items[4];
+	assert_int_equal(hd_store_poll_items(s, items, 4), 0);
 	hd_store_destroy(&s);
 }
 
