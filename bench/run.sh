@@ -323,7 +323,7 @@ p0=$(pg_ticks)
 PGOPTIONS='-c synchronous_commit=on' pgbench -n -M prepared -c 8 -j 2 -T "$ANCHOR_SECONDS" \
 	-f "$TMP/anchor.sql" -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >"$TMP/pgbench.out" 2>&1 ||
 	{ cat "$TMP/pgbench.out" >&2; die "pgbench failed"; }
-p1=$(pg_ticks)
+p1=$(pg_ticks); echo "DEBUG p0=$p0 p1=$p1" >&2
 ANCHOR=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$TMP/pgbench.out" | head -n 1)
 [ -n "$ANCHOR" ] || { cat "$TMP/pgbench.out" >&2; die "no tps in pgbench output"; }
 ANCHOR=$(printf '%.0f' "$ANCHOR")

@@ -9,12 +9,14 @@
  *	a grace period), then exit 0.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "hd_classify.h"
@@ -32,11 +34,18 @@
 #define HERALDD_MAX_STORE_CONNECTIONS 16 /* the bound of database.connections */
 
 static volatile sig_atomic_t heraldd_stop;
+/* Self-pipe: the handler writes a byte so a signal that lands between the
+ * flag check and zmq_poll still wakes the loop at once. */
+static int heraldd_wake_fds[2] = {-1, -1};
 
 static void heraldd_on_signal(int sig)
 {
 	(void)sig;
 	heraldd_stop = 1;
+	int saved = errno;
+	ssize_t w = write(heraldd_wake_fds[1], "", 1);
+	(void)w;
+	errno = saved;
 }
 
 static void heraldd_usage(FILE *out)
@@ -111,10 +120,11 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		if (stop_deadline && (hd_store_is_idle(store) || now >= stop_deadline))
 			break;
 
-		zmq_pollitem_t items[1 + HERALDD_MAX_STORE_CONNECTIONS];
+		zmq_pollitem_t items[2 + HERALDD_MAX_STORE_CONNECTIONS];
 		items[0] = (zmq_pollitem_t){hd_intake_socket(intake), 0,
 					    stop_deadline ? 0 : ZMQ_POLLIN, 0};
-		size_t store_items = hd_store_poll_items(store, items + 1,
+		items[1] = (zmq_pollitem_t){NULL, heraldd_wake_fds[0], ZMQ_POLLIN, 0};
+		size_t store_items = hd_store_poll_items(store, items + 2,
 							 HERALDD_MAX_STORE_CONNECTIONS);
 		int64_t timeout = hd_store_timeout_ms(store, now);
 		int64_t until_stats = next_stats - now;
@@ -123,14 +133,19 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		if (stop_deadline && (timeout < 0 || timeout > 100))
 			timeout = 100;
 
-		if (zmq_poll(items, (int)(1 + store_items), (long)timeout) < 0 && errno != EINTR) {
+		if (zmq_poll(items, (int)(2 + store_items), (long)timeout) < 0 && errno != EINTR) {
 			hd_error("heraldd.fatal", "reason=\"zmq_poll: %s\"", zmq_strerror(errno));
 			break;
 		}
 		now = hd_time_mono_ms();
 		if (items[0].revents & ZMQ_POLLIN)
 			hd_intake_on_readable(intake, HERALDD_READ_BURST);
-		hd_store_handle(store, now, items + 1, store_items);
+		if (items[1].revents & ZMQ_POLLIN) {
+			char drain[16];
+			while (read(heraldd_wake_fds[0], drain, sizeof(drain)) > 0)
+				;
+		}
+		hd_store_handle(store, now, items + 2, store_items);
 		if (now >= next_stats) {
 			heraldd_log_stats(intake);
 			next_stats = now + HERALDD_STATS_EVERY_MS;
@@ -203,6 +218,15 @@ int main(int argc, char **argv)
 	const char *env_db = getenv("HERALD_DATABASE_URL");
 	const char *conninfo = db ? db : (env_db && *env_db) ? env_db : cfg->database_url;
 
+	if (pipe(heraldd_wake_fds) != 0) {
+		fprintf(stderr, "heraldd: pipe: %s\n", strerror(errno));
+		hd_config_destroy(&cfg);
+		return 1;
+	}
+	for (int i = 0; i < 2; i++) {
+		fcntl(heraldd_wake_fds[i], F_SETFL, fcntl(heraldd_wake_fds[i], F_GETFL) | O_NONBLOCK);
+		fcntl(heraldd_wake_fds[i], F_SETFD, FD_CLOEXEC);
+	}
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = heraldd_on_signal;
