@@ -10,12 +10,15 @@
 #	migrates it, creates the broker login role and runs heraldd on free
 #	ports in a temporary directory, then:
 #	  1. closed-loop runs of herald-bench at each concurrency in
-#	     CONCURRENCIES (the peak acks/s is "herald");
+#	     CONCURRENCIES (the peak acks/s is "herald"), then one run at the
+#	     peak's concurrency with the other driver (lib <-> raw) to show
+#	     how much the client itself costs;
 #	  2. an open-loop run at half that peak rate, with the peak's
 #	     concurrency (its p99 is "p99_ms");
 #	  3. the anchor: pgbench, 8 clients (-c 8 -j 2), one single-row
 #	     INSERT of a ~500-byte row per transaction, synchronous_commit on,
-#	     against the same PostgreSQL (its tps is "anchor");
+#	     against the same PostgreSQL, ANCHOR_RUNS times (the best tps is
+#	     "anchor");
 #	  4. correctness: rows in herald.messages must equal the ACKs counted
 #	     by every herald-bench run, else exit 1.
 #	Every phase starts after a CHECKPOINT so none pays for another's
@@ -34,7 +37,8 @@
 #	INFLIGHT         total outstanding requests in closed loop; the window
 #	                 per connection is INFLIGHT/C, at least 8 (default 1024)
 #	RATE_SECONDS     length of the half-peak open-loop run (default 15)
-#	ANCHOR_SECONDS   pgbench duration (default 20)
+#	ANCHOR_SECONDS   duration of one pgbench run (default 10)
+#	ANCHOR_RUNS      pgbench runs; the best is the anchor (default 2)
 #	DRIVER           herald-bench driver: lib (default) or raw
 #	HERALDD_CONF     extra libconfig text appended to heraldd's config,
 #	                 e.g. 'intake = { batch_max_messages = 512; };'
@@ -49,7 +53,8 @@ CONCURRENCIES=${CONCURRENCIES:-"1 4 16 64"}
 MESSAGES=${MESSAGES:-50000}
 INFLIGHT=${INFLIGHT:-1024}
 RATE_SECONDS=${RATE_SECONDS:-15}
-ANCHOR_SECONDS=${ANCHOR_SECONDS:-20}
+ANCHOR_SECONDS=${ANCHOR_SECONDS:-10}
+ANCHOR_RUNS=${ANCHOR_RUNS:-2}
 DRIVER=${DRIVER:-lib}
 HERALDD_CONF=${HERALDD_CONF:-}
 SIZE=500
@@ -75,12 +80,17 @@ log() {
 # ---- build -------------------------------------------------------------
 
 build() {
+	local out
+	out=$(mktemp)
 	if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
 		log "configuring $BUILD_DIR"
-		cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+		cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$out" 2>&1 ||
+			{ cat "$out" >&2; rm -f "$out"; die "cmake configure failed"; }
 	fi
 	log "building herald-bench heraldd heraldctl in $BUILD_DIR"
-	cmake --build "$BUILD_DIR" -j "$(nproc)" --target herald-bench heraldd heraldctl >/dev/null
+	cmake --build "$BUILD_DIR" -j "$(nproc)" --target herald-bench heraldd heraldctl >"$out" 2>&1 ||
+		{ cat "$out" >&2; rm -f "$out"; die "build failed"; }
+	rm -f "$out"
 }
 
 build
@@ -160,11 +170,26 @@ listen = "$ENDPOINT";
 log_level = "info";
 $HERALDD_CONF
 EOF
-"$HERALDD" -c "$TMP/heraldd.conf" --db "$BROKER_URL" >"$TMP/heraldd.log" 2>&1 &
+HERALDD_ARGS=(-c "$TMP/heraldd.conf" --db "$BROKER_URL")
+# The dispatcher's worker endpoint gets a free port too: the default one
+# may be taken by another stack on this machine.
+HERALDD_HELP=$("$HERALDD" --help 2>&1 || true)
+case "$HERALDD_HELP" in
+*--dispatch-listen*) HERALDD_ARGS+=(--dispatch-listen "tcp://127.0.0.1:$(free_port)") ;;
+esac
+"$HERALDD" "${HERALDD_ARGS[@]}" >"$TMP/heraldd.log" 2>&1 &
 HERALDD_PID=$!
-"$BENCH" ping --endpoint "$ENDPOINT" --wait-ms 15000 || die "heraldd did not become ready"
+ready=0
+for _ in $(seq 1 30); do
+	kill -0 "$HERALDD_PID" 2>/dev/null || die "heraldd exited during start-up"
+	if "$BENCH" ping --endpoint "$ENDPOINT" --wait-ms 500 2>/dev/null; then
+		ready=1
+		break
+	fi
+done
+[ "$ready" = 1 ] || die "heraldd did not answer a ping within 15 s"
 log "heraldd pid $HERALDD_PID on $ENDPOINT; config:"
-"$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null | grep -E 'batch_max|max_pending' |
+"$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null | grep -E '^[[:space:]]*(batch_max_messages|batch_max_wait_ms|max_pending|connections) =' |
 	sed 's/^[[:space:]]*/#   /' || true
 
 PG_POSTMASTER=$(head -n 1 "$TMP/pg/data/postmaster.pid")
@@ -295,6 +320,15 @@ for c in $CONCURRENCIES; do
 done
 [ "$PEAK" -gt 0 ] || die "no closed-loop run acknowledged anything"
 
+# Client check: the same load through the other client. When raw is clearly
+# faster than lib, the client's own CPU is limiting the figures.
+CHECK_DRIVER=raw
+[ "$DRIVER" = lib ] || CHECK_DRIVER=lib
+log "client check: driver $CHECK_DRIVER, concurrency $PEAK_C, $MESSAGES messages"
+run_bench "$CHECK_DRIVER-check" --concurrency "$PEAK_C" --window "$(window_for "$PEAK_C")" \
+	--messages "$MESSAGES" --driver "$CHECK_DRIVER"
+CHECK_RATE=$(field acks_per_s "$LAST_LINE")
+
 # ---- 2. open loop at half the peak ---------------------------------------
 
 HALF=$((PEAK / 2))
@@ -317,18 +351,42 @@ sql "CREATE TABLE bench_anchor (id bigserial PRIMARY KEY,
 cat >"$TMP/anchor.sql" <<'EOF'
 INSERT INTO bench_anchor (payload) VALUES (repeat(md5(random()::text), 15));
 EOF
-checkpoint
-log "anchor: pgbench -M prepared -c 8 -j 2 -T $ANCHOR_SECONDS (single-row INSERT, synchronous_commit=on)"
-p0=$(pg_ticks)
-PGOPTIONS='-c synchronous_commit=on' pgbench -n -M prepared -c 8 -j 2 -T "$ANCHOR_SECONDS" \
-	-f "$TMP/anchor.sql" -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >"$TMP/pgbench.out" 2>&1 ||
-	{ cat "$TMP/pgbench.out" >&2; die "pgbench failed"; }
-p1=$(pg_ticks); echo "DEBUG p0=$p0 p1=$p1" >&2
-ANCHOR=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$TMP/pgbench.out" | head -n 1)
-[ -n "$ANCHOR" ] || { cat "$TMP/pgbench.out" >&2; die "no tps in pgbench output"; }
-ANCHOR=$(printf '%.0f' "$ANCHOR")
-ANCHOR_LAT=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$TMP/pgbench.out")
-ANCHOR_PG_PCT=$(printf '%.0f' "$(calc "100 * ($p1 - $p0) / $CLK_TCK / $ANCHOR_SECONDS")")
+
+ANCHOR=0
+ANCHOR_LINES=()
+# run_anchor N: one pgbench run; the best of the runs is the anchor (the
+# stronger the anchor, the more conservative the ratio).
+run_anchor() {
+	checkpoint
+	local p0 p1 m0 m1 tps lat pg_pct machine_pct
+	p0=$(pg_ticks)
+	m0=$(machine_ticks)
+	PGOPTIONS='-c synchronous_commit=on' pgbench -n -M prepared -c 8 -j 2 -T "$ANCHOR_SECONDS" \
+		-f "$TMP/anchor.sql" -h 127.0.0.1 -p "$PGPORT" -U postgres postgres \
+		>"$TMP/pgbench.out" 2>&1 || { cat "$TMP/pgbench.out" >&2; die "pgbench failed"; }
+	m1=$(machine_ticks)
+	# Let the pgbench backends exit and be reaped (their CPU then moves into
+	# the postmaster's children total) before the second reading.
+	for _ in $(seq 1 50); do
+		[ "$(sql "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" -eq 0 ] && break
+		sleep 0.1
+	done
+	p1=$(pg_ticks)
+	tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$TMP/pgbench.out" | head -n 1)
+	[ -n "$tps" ] || { cat "$TMP/pgbench.out" >&2; die "no tps in pgbench output"; }
+	tps=$(printf '%.0f' "$tps")
+	lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$TMP/pgbench.out")
+	pg_pct=$(printf '%.0f' "$(calc "100 * ($p1 - $p0) / $CLK_TCK / $ANCHOR_SECONDS")")
+	machine_pct=$(printf '%.0f' "$(calc "100 * ($m1 - $m0) / $CLK_TCK / $ANCHOR_SECONDS")")
+	ANCHOR_LINES+=("anchor run $1: $tps tps, latency avg $lat ms; CPU: postgres $pg_pct%, whole machine $machine_pct% (of $(nproc)00%)")
+	log "${ANCHOR_LINES[-1]}"
+	[ "$tps" -le "$ANCHOR" ] || ANCHOR=$tps
+}
+
+log "anchor: pgbench -M prepared -c 8 -j 2 -T $ANCHOR_SECONDS, $ANCHOR_RUNS runs (single-row INSERT, synchronous_commit=on)"
+for i in $(seq 1 "$ANCHOR_RUNS"); do
+	run_anchor "$i"
+done
 ANCHOR_ROW=$(sql "SELECT round(avg(pg_column_size(a.*))) FROM (SELECT * FROM bench_anchor LIMIT 1000) a")
 
 # ---- 4. correctness --------------------------------------------------------
@@ -349,10 +407,14 @@ echo "(CPU columns: % of one core over the run, of $(nproc) cores; other = every
 echo " machine, kernel threads and unrelated processes included: when it is high, the figures are"
 echo " noisy; batch = messages per intake_batch call, i.e. per COMMIT)"
 echo
-echo "peak:        $PEAK acks/s at concurrency $PEAK_C (closed loop, $INFLIGHT requests outstanding)"
+echo "peak:        $PEAK acks/s at concurrency $PEAK_C (closed loop, $INFLIGHT requests outstanding, driver $DRIVER)"
+echo "client:      $CHECK_RATE acks/s with driver $CHECK_DRIVER at the same concurrency (not used below)"
 echo "half peak:   $HALF msgs/s offered, $HALF_ACHIEVED acks/s achieved, p99 $HALF_P99 ms (open loop)"
-echo "anchor:      $ANCHOR tps, pgbench -M prepared -c 8 -j 2, 1 INSERT/txn of a ${ANCHOR_ROW}-byte row;" \
-	"latency avg $ANCHOR_LAT ms; postgres CPU ${ANCHOR_PG_PCT}%"
+for l in "${ANCHOR_LINES[@]}"; do
+	echo "$l"
+done
+echo "anchor:      $ANCHOR tps (best of $ANCHOR_RUNS), pgbench -M prepared -c 8 -j 2 -T $ANCHOR_SECONDS," \
+	"1 INSERT/txn of a ${ANCHOR_ROW}-byte row"
 echo "rows:        herald.messages=$MSG_ROWS (avg ${MSG_ROW_BYTES} bytes) deliveries=$DELIVERY_ROWS" \
 	"acks_counted=$TOTAL_ACKS"
 RATIO=$(printf '%.2f' "$(calc "$PEAK / $ANCHOR")")

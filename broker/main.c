@@ -21,6 +21,7 @@
 
 #include "hd_classify.h"
 #include "hd_config.h"
+#include "hd_dispatch.h"
 #include "hd_err.h"
 #include "hd_intake.h"
 #include "hd_log.h"
@@ -51,11 +52,12 @@ static void heraldd_on_signal(int sig)
 static void heraldd_usage(FILE *out)
 {
 	fputs("usage: heraldd [-c FILE] [--check-config] [--print-config] [--listen ENDPOINT]\n"
-	      "               [--db CONNINFO]\n"
+	      "               [--dispatch-listen ENDPOINT] [--db CONNINFO]\n"
 	      "  -c, --config FILE   configuration file (libconfig syntax)\n"
 	      "      --check-config  validate the configuration and exit (0 valid, 1 not)\n"
 	      "      --print-config  print the effective configuration and exit\n"
 	      "      --listen EP     override 'listen' (e.g. tcp://127.0.0.1:7711)\n"
+	      "      --dispatch-listen EP  override 'dispatch.listen' (workers connect here)\n"
 	      "      --db CONNINFO   override the database (else HERALD_DATABASE_URL, else\n"
 	      "                      'database_url', else libpq defaults)\n", out);
 }
@@ -105,6 +107,17 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 	};
 	hd_store_t *store = hd_store_new(&sopts, hd_intake_on_stored, intake);
 	hd_intake_attach_store(intake, store);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	hd_dispatch_t *dispatch = hd_dispatch_new(ctx, cfg, conninfo, err, sizeof(err));
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (!dispatch) {
+		hd_error("heraldd.fatal", "reason=\"%s\"", err);
+		hd_store_destroy(&store);
+		hd_intake_destroy(&intake);
+		zmq_ctx_term(ctx);
+		hd_classify_destroy(&classify);
+		return 1;
+	}
 	hd_info("heraldd.start", "listen=%s batch_max=%lld batch_wait_ms=%lld db_connections=%lld",
 		cfg->listen, (long long)cfg->intake.batch_max_messages,
 		(long long)cfg->intake.batch_max_wait_ms, (long long)cfg->database.connections);
@@ -116,24 +129,32 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		if (heraldd_stop && !stop_deadline) {
 			hd_info("heraldd.stopping", "grace_ms=%d", HERALDD_SHUTDOWN_GRACE_MS);
 			stop_deadline = now + HERALDD_SHUTDOWN_GRACE_MS;
+			hd_dispatch_stop(dispatch);
 		}
-		if (stop_deadline && (hd_store_is_idle(store) || now >= stop_deadline))
+		if (stop_deadline && ((hd_store_is_idle(store) && hd_dispatch_is_idle(dispatch)) ||
+				      now >= stop_deadline))
 			break;
 
-		zmq_pollitem_t items[2 + HERALDD_MAX_STORE_CONNECTIONS];
+		zmq_pollitem_t items[2 + HERALDD_MAX_STORE_CONNECTIONS + 2];
 		items[0] = (zmq_pollitem_t){hd_intake_socket(intake), 0,
 					    stop_deadline ? 0 : ZMQ_POLLIN, 0};
 		items[1] = (zmq_pollitem_t){NULL, heraldd_wake_fds[0], ZMQ_POLLIN, 0};
 		size_t store_items = hd_store_poll_items(store, items + 2,
 							 HERALDD_MAX_STORE_CONNECTIONS);
+		zmq_pollitem_t *dispatch_items = items + 2 + store_items;
+		size_t dispatch_count = hd_dispatch_poll_items(dispatch, dispatch_items, 2);
 		int64_t timeout = hd_store_timeout_ms(store, now);
+		int64_t dispatch_timeout = hd_dispatch_timeout_ms(dispatch, now);
+		if (dispatch_timeout >= 0 && (timeout < 0 || dispatch_timeout < timeout))
+			timeout = dispatch_timeout;
 		int64_t until_stats = next_stats - now;
 		if (timeout < 0 || timeout > until_stats)
 			timeout = until_stats > 0 ? until_stats : 0;
 		if (stop_deadline && (timeout < 0 || timeout > 100))
 			timeout = 100;
 
-		if (zmq_poll(items, (int)(2 + store_items), (long)timeout) < 0 && errno != EINTR) {
+		if (zmq_poll(items, (int)(2 + store_items + dispatch_count), (long)timeout) < 0 &&
+		    errno != EINTR) {
 			hd_error("heraldd.fatal", "reason=\"zmq_poll: %s\"", zmq_strerror(errno));
 			break;
 		}
@@ -146,6 +167,7 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 				;
 		}
 		hd_store_handle(store, now, items + 2, store_items);
+		hd_dispatch_handle(dispatch, now, dispatch_items, dispatch_count);
 		if (now >= next_stats) {
 			heraldd_log_stats(intake);
 			next_stats = now + HERALDD_STATS_EVERY_MS;
@@ -153,6 +175,7 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 	}
 
 	heraldd_log_stats(intake);
+	hd_dispatch_destroy(&dispatch);
 	hd_store_destroy(&store);
 	hd_intake_destroy(&intake);
 	zmq_ctx_term(ctx);
@@ -168,12 +191,13 @@ int main(int argc, char **argv)
 		{"check-config", no_argument, NULL, 'C'},
 		{"print-config", no_argument, NULL, 'P'},
 		{"listen", required_argument, NULL, 'l'},
+		{"dispatch-listen", required_argument, NULL, 'w'},
 		{"db", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	const char *config_path = NULL, *listen = NULL, *db = NULL;
+	const char *config_path = NULL, *listen = NULL, *dispatch_listen = NULL, *db = NULL;
 	int check = 0, print = 0, opt;
 	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -181,6 +205,7 @@ int main(int argc, char **argv)
 		case 'C': check = 1; break;
 		case 'P': print = 1; break;
 		case 'l': listen = optarg; break;
+		case 'w': dispatch_listen = optarg; break;
 		case 'd': db = optarg; break;
 		case 'h': heraldd_usage(stdout); return 0;
 		case 'V': puts("heraldd " HERALD_VERSION); return 0;
@@ -207,6 +232,10 @@ int main(int argc, char **argv)
 	if (listen) {
 		free(cfg->listen);
 		cfg->listen = hd_strdup(listen);
+	}
+	if (dispatch_listen) {
+		free(cfg->dispatch.listen);
+		cfg->dispatch.listen = hd_strdup(dispatch_listen);
 	}
 	if (print) {
 		hd_config_print(cfg, stdout);

@@ -58,6 +58,29 @@ static const hd_param_t hd_config_params[] = {
 	 HD_OFF(classify.sensitive_keywords), HD_OFF(classify.sensitive_keyword_count),
 	 0, 0, 0, "机密\n绝密\nconfidential\nsalary\n薪酬",
 	 "any of these in subject or body makes a message important"},
+	{"dispatch.listen", HD_PARAM_STRING, HD_OFF(dispatch.listen), 0, 0, 0, 0,
+	 "tcp://127.0.0.1:7712", "ZeroMQ endpoint where herald-worker processes connect"},
+	{"dispatch.window", HD_PARAM_INT, HD_OFF(dispatch.window), 0,
+	 2000, 1, 100000, NULL, "claimed deliveries held in memory at most"},
+	{"dispatch.claim_batch", HD_PARAM_INT, HD_OFF(dispatch.claim_batch), 0,
+	 200, 1, 10000, NULL, "deliveries claimed per statement"},
+	{"dispatch.poll_ms", HD_PARAM_INT, HD_OFF(dispatch.poll_ms), 0,
+	 200, 10, 60000, NULL, "claim interval while nothing is due"},
+	{"dispatch.lease_ms", HD_PARAM_INT, HD_OFF(dispatch.lease_ms), 0,
+	 60000, 500, 3600000, NULL, "a claimed delivery is claimable again after this"},
+	{"dispatch.heartbeat_ms", HD_PARAM_INT, HD_OFF(dispatch.heartbeat_ms), 0,
+	 1000, 50, 60000, NULL, "heartbeat to workers; a worker silent for 3 of its beats is dead"},
+	{"dispatch.outcome_batch_max", HD_PARAM_INT, HD_OFF(dispatch.outcome_batch_max), 0,
+	 500, 1, 10000, NULL, "outcomes recorded per transaction"},
+	{"dispatch.rate_limits", HD_PARAM_STRING_LIST, HD_OFF(dispatch.rate_limits),
+	 HD_OFF(dispatch.rate_limit_count), 0, 0, 0, "im=20/60",
+	 "\"channel=N/S\": at most N deliveries to one recipient in any S seconds"},
+	{"retry.min_backoff_ms", HD_PARAM_INT, HD_OFF(retry.min_backoff_ms), 0,
+	 300000, 10, 86400000, NULL, "first retry after a temporary failure (Postfix: 300 s)"},
+	{"retry.max_backoff_ms", HD_PARAM_INT, HD_OFF(retry.max_backoff_ms), 0,
+	 4000000, 10, 86400000, NULL, "retry delay cap (Postfix: 4000 s)"},
+	{"retry.max_lifetime_s", HD_PARAM_INT, HD_OFF(retry.max_lifetime_s), 0,
+	 432000, 1, 31536000, NULL, "give up this long after submission (Postfix: 5 days)"},
 	{"database.connections", HD_PARAM_INT, HD_OFF(database.connections), 0,
 	 2, 1, 16, NULL, "connections, i.e. batches that may be committing at once"},
 	{"database.reconnect_min_ms", HD_PARAM_INT, HD_OFF(database.reconnect_min_ms), 0,
@@ -227,6 +250,19 @@ static int hd_config_check(const hd_config_t *cfg, char *err, size_t errlen, con
 		snprintf(err, errlen, "%s: log_level: expected debug, info, warn or error", file);
 		return HD_E_CONFIG;
 	}
+	if (cfg->retry.min_backoff_ms > cfg->retry.max_backoff_ms) {
+		snprintf(err, errlen, "%s: retry.min_backoff_ms exceeds retry.max_backoff_ms", file);
+		return HD_E_CONFIG;
+	}
+	for (size_t i = 0; i < cfg->dispatch.rate_limit_count; i++) {
+		hd_rate_limit_t rl;
+		if (hd_config_parse_rate_limit(cfg->dispatch.rate_limits[i], &rl) != HD_OK) {
+			snprintf(err, errlen, "%s: dispatch.rate_limits: \"%s\": expected "
+				 "\"email|im|sms=N/S\" with N in 1..1000 and S in 1..86400", file,
+				 cfg->dispatch.rate_limits[i]);
+			return HD_E_CONFIG;
+		}
+	}
 	if (!*cfg->listen) {
 		snprintf(err, errlen, "%s: listen: must not be empty", file);
 		return HD_E_CONFIG;
@@ -339,4 +375,31 @@ void hd_config_destroy(hd_config_t **self_p)
 	}
 	free(cfg);
 	*self_p = NULL;
+}
+
+int hd_config_parse_rate_limit(const char *spec, hd_rate_limit_t *out)
+{
+	const char *eq = strchr(spec, '=');
+	if (!eq)
+		return HD_E_INVALID;
+	size_t len = (size_t)(eq - spec);
+	if (len == 5 && strncmp(spec, "email", 5) == 0)
+		out->channel = HD_CHANNEL_EMAIL;
+	else if (len == 2 && strncmp(spec, "im", 2) == 0)
+		out->channel = HD_CHANNEL_IM;
+	else if (len == 3 && strncmp(spec, "sms", 3) == 0)
+		out->channel = HD_CHANNEL_SMS;
+	else
+		return HD_E_INVALID;
+	char *end;
+	long n = strtol(eq + 1, &end, 10);
+	if (end == eq + 1 || *end != '/' || n < 1 || n > 1000)
+		return HD_E_INVALID;
+	const char *sec = end + 1;
+	long s = strtol(sec, &end, 10);
+	if (end == sec || *end != '\0' || s < 1 || s > 86400)
+		return HD_E_INVALID;
+	out->count = n;
+	out->per_seconds = s;
+	return HD_OK;
 }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "hd_msg.h"
+
 typedef struct hd_config {
 	char *listen;                 /* ROUTER endpoint for producers */
 	char *database_url;           /* libpq conninfo; "" = libpq defaults */
@@ -35,12 +37,38 @@ typedef struct hd_config {
 		size_t sensitive_keyword_count;
 	} classify;
 	struct {
+		char *listen;                 /* ROUTER endpoint for workers */
+		int64_t window;               /* claimed deliveries held in memory */
+		int64_t claim_batch;          /* deliveries per claim */
+		int64_t poll_ms;              /* claim interval when nothing was due */
+		int64_t lease_ms;             /* a claimed delivery returns to the queue after this */
+		int64_t heartbeat_ms;         /* beats to workers; dead after 3 missed */
+		int64_t outcome_batch_max;    /* outcomes recorded per transaction */
+		char **rate_limits;           /* "channel=N/S": N per S seconds per recipient */
+		size_t rate_limit_count;
+	} dispatch;
+	struct {
+		int64_t min_backoff_ms;       /* first retry delay */
+		int64_t max_backoff_ms;       /* retry delay cap */
+		int64_t max_lifetime_s;       /* give up this long after submission */
+	} retry;
+	struct {
 		int64_t connections;          /* batches committing at once */
 		int64_t reconnect_min_ms;
 		int64_t reconnect_max_ms;
 		int64_t statement_timeout_ms;
 	} database;
 } hd_config_t;
+
+/* A per-recipient rate limit: at most count deliveries per per_seconds. */
+typedef struct hd_rate_limit {
+	hd_channel_t channel;
+	int64_t count;
+	int64_t per_seconds;
+} hd_rate_limit_t;
+
+/* Parse "im=20/60". 0 or HD_E_INVALID. */
+int hd_config_parse_rate_limit(const char *spec, hd_rate_limit_t *out);
 
 /*
  * Load path (NULL: defaults only). On success *out is owned by the

@@ -7,7 +7,10 @@
  *	msgpack-c. The decoder is the trust boundary: whatever it returns
  *	satisfies every syntactic and channel rule of the protocol, so code
  *	past it never re-checks. Policy (required subject, CC reasons...) is
- *	not its business. It never logs.
+ *	not its business. The message map alone is also exposed
+ *	(hd_envelope_decode_msg / hd_envelope_encode_msg) so the worker
+ *	protocol's JOB (hd_wire) carries it with the very same rules. It
+ *	never logs.
  * LIMITS
  *	Every count and length is compared with hd_limits.h before anything
  *	is allocated; map keys are matched against small tables and
@@ -671,6 +674,29 @@ static int decode_msg(dctx_t *c, hd_msg_t **msg_p)
 	return HD_OK;
 }
 
+int hd_envelope_decode_msg(hd_mpack_reader_t *r, const uint8_t *base, size_t max_recipients,
+			   hd_msg_t **out, hd_decode_error_t *err)
+{
+	hd_decode_error_t scratch;
+	if (!err)
+		err = &scratch;
+	memset(err, 0, sizeof *err);
+	*out = NULL;
+	dctx_t c = {.r = *r, .base = base ? base : r->p, .err = err};
+	c.max_recipients = max_recipients == 0 || max_recipients > HD_MAX_RECIPIENTS
+				   ? HD_MAX_RECIPIENTS
+				   : max_recipients;
+	hd_msg_t *m = NULL;
+	int rc = decode_msg(&c, &m);
+	if (rc != HD_OK) {
+		hd_msg_destroy(&m);
+		return rc;
+	}
+	*r = c.r;
+	*out = m;
+	return HD_OK;
+}
+
 static int decode_request_map(dctx_t *c, hd_request_t *out)
 {
 	uint32_t n, seen = 0;
@@ -834,7 +860,8 @@ void hd_request_clear(hd_request_t *req)
 
 typedef struct enc {
 	msgpack_sbuffer sbuf;
-	msgpack_packer pk;
+	msgpack_packer own;    /* the packer over sbuf, when this enc owns the buffer */
+	msgpack_packer *pk;    /* where items go: &own, or a caller's (hd_envelope_encode_msg) */
 	int rc;  /* msgpack-c failures (only out of memory) accumulate here */
 } enc_t;
 
@@ -844,7 +871,8 @@ static void enc_init(enc_t *e, size_t size_hint)
 	/* Pre-size so a large body is copied once, not through a chain of reallocs. */
 	e->sbuf.data = hd_malloc(size_hint);
 	e->sbuf.alloc = size_hint;
-	msgpack_packer_init(&e->pk, &e->sbuf, msgpack_sbuffer_write);
+	msgpack_packer_init(&e->own, &e->sbuf, msgpack_sbuffer_write);
+	e->pk = &e->own;
 	e->rc = 0;
 }
 
@@ -858,7 +886,7 @@ static void enc_finish(enc_t *e, uint8_t **buf, size_t *len)
 
 static void enc_str_n(enc_t *e, const char *s, size_t len)
 {
-	e->rc |= msgpack_pack_str_with_body(&e->pk, s, len);
+	e->rc |= msgpack_pack_str_with_body(e->pk, s, len);
 }
 
 static void enc_str(enc_t *e, const char *s)
@@ -870,27 +898,27 @@ static void enc_str(enc_t *e, const char *s)
 
 static void enc_uint(enc_t *e, uint64_t v)
 {
-	e->rc |= msgpack_pack_uint64(&e->pk, v);
+	e->rc |= msgpack_pack_uint64(e->pk, v);
 }
 
 static void enc_int(enc_t *e, int64_t v)
 {
-	e->rc |= msgpack_pack_int64(&e->pk, v);
+	e->rc |= msgpack_pack_int64(e->pk, v);
 }
 
 static void enc_bool(enc_t *e, bool v)
 {
-	e->rc |= v ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk);
+	e->rc |= v ? msgpack_pack_true(e->pk) : msgpack_pack_false(e->pk);
 }
 
 static void enc_map(enc_t *e, size_t n)
 {
-	e->rc |= msgpack_pack_map(&e->pk, n);
+	e->rc |= msgpack_pack_map(e->pk, n);
 }
 
 static void enc_array(enc_t *e, size_t n)
 {
-	e->rc |= msgpack_pack_array(&e->pk, n);
+	e->rc |= msgpack_pack_array(e->pk, n);
 }
 
 static bool strv_ok(char *const *v, size_t n)
@@ -1001,7 +1029,7 @@ static void encode_msg(enc_t *e, const hd_msg_t *m)
 			ENC_KEY(e, "type");
 			enc_str(e, a->mime_type);
 			ENC_KEY(e, "data");
-			e->rc |= msgpack_pack_bin_with_body(&e->pk, a->size ? a->data : (const void *)"",
+			e->rc |= msgpack_pack_bin_with_body(e->pk, a->size ? a->data : (const void *)"",
 							    a->size);
 		}
 	}
@@ -1062,6 +1090,22 @@ static size_t msg_size_hint(const hd_msg_t *m)
 	for (size_t i = 0; i < m->attachment_count; i++)
 		n += m->attachments[i].size + 16;
 	return n + 64 * (m->to_count + m->cc_count);
+}
+
+size_t hd_envelope_msg_size_hint(const hd_msg_t *msg)
+{
+	return msg ? msg_size_hint(msg) : 64;
+}
+
+int hd_envelope_encode_msg(struct msgpack_packer *pk, const hd_msg_t *msg)
+{
+	if (!pk || !msg || !msg_encodable(msg))
+		return HD_E_INVALID;
+	enc_t e;
+	memset(&e, 0, sizeof e);
+	e.pk = pk;
+	encode_msg(&e, msg);
+	return e.rc != 0 ? HD_E_IO : HD_OK;
 }
 
 int hd_envelope_encode_request(const hd_request_t *req, uint8_t **buf, size_t *len)

@@ -21,7 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hd_mpack.h"
 #include "hd_msg.h"
+
+struct msgpack_packer;
 
 typedef enum { HD_OP_SUBMIT, HD_OP_PING } hd_op_t;
 
@@ -91,6 +94,32 @@ typedef struct hd_reply {
 int hd_envelope_decode_request(const uint8_t *buf, size_t len,
 			       size_t max_recipients, hd_request_t *out,
 			       hd_decode_error_t *err);
+
+/*
+ * The message map of a request (section 1.3), on its own, for other
+ * frames that carry a message (the worker protocol's JOB, hd_wire).
+ * hd_envelope_decode_msg reads one msg map at r's cursor with exactly
+ * the rules of a request's "msg" (limits, channel rules, addresses;
+ * max_recipients as for requests, 0 = hard limit); error field paths
+ * start with "msg" ("msg.to[3]") and byte offsets in reasons count from
+ * base (the start of the frame; NULL = the cursor). On success returns
+ * 0, moves r past the map and gives the caller *out; on failure returns
+ * the HD_E_* code with err filled, leaves r unchanged and *out NULL.
+ */
+int hd_envelope_decode_msg(hd_mpack_reader_t *r, const uint8_t *base, size_t max_recipients,
+			   hd_msg_t **out, hd_decode_error_t *err);
+
+/*
+ * Append msg as one msgpack map (section 1.3) to pk, a msgpack-c packer
+ * the caller owns, byte for byte as hd_envelope_encode_request encodes
+ * its "msg". Returns 0, HD_E_INVALID when msg cannot be represented
+ * (NULL strings, unknown enum values; nothing was written), or HD_E_IO
+ * when pk's write callback failed (the output is then incomplete).
+ */
+int hd_envelope_encode_msg(struct msgpack_packer *pk, const hd_msg_t *msg);
+
+/* A buffer size that usually holds msg encoded, for pre-sizing (bytes). */
+size_t hd_envelope_msg_size_hint(const hd_msg_t *msg);
 
 /* Free what a decoded request owns; NULL-safe, leaves it zeroed. */
 void hd_request_clear(hd_request_t *req);

@@ -16,7 +16,9 @@
 
 #include "hc_audit.h"
 #include "hc_cli.h"
+#include "hc_dead.h"
 #include "hc_migrate.h"
+#include "hc_stats.h"
 
 #ifndef HERALD_VERSION
 #define HERALD_VERSION "unknown"
@@ -45,6 +47,39 @@ static const hc_command_t commands[] = {
 	 "and reports any event or link that was altered, removed or added behind the\n"
 	 "seal's back. Exit 0 when the trail is intact, 1 when problems were found.\n"
 	 "  --json  one JSON object: intact, events, links, chains, problems\n"},
+	{"stats", hc_stats_cmd, "deliveries, queues, outcome rates and live workers", "[--json]",
+	 "Shows, from one consistent snapshot of the database: deliveries by state,\n"
+	 "channel and class; per channel, how long the oldest queued delivery has been\n"
+	 "due without being claimed and how old the oldest held one is; deliveries\n"
+	 "delivered, retried and failed, and the failure rate (attempts that did not\n"
+	 "deliver, of all attempts) over the last 5 minutes and the last hour (to within\n"
+	 "10 s), overall, per channel and per provider; and the workers a broker has\n"
+	 "reported in the last 10 seconds. Needs herald_operator (or herald_broker).\n"
+	 "  --json  one JSON object: deliveries, by_state, total, queues,\n"
+	 "          oldest_queued_age_s, oldest_held_age_s, outcomes {last_5m, last_1h},\n"
+	 "          workers\n"},
+	{"dead", hc_dead_cmd_list, "list failed deliveries (dead letters)",
+	 "[--channel C] [--since T] [--limit N] [--json]",
+	 "Lists failed deliveries, the most recent failure first: delivery and message\n"
+	 "id, channel, recipient, attempts, when it failed, the last error and the\n"
+	 "message's subject. Requeue them with 'heraldctl requeue'.\n"
+	 "  --channel C  only email, im or sms\n"
+	 "  --since T    only those that failed at or after T: an age such as 30m, 1h,\n"
+	 "               2d, 1h30m, or an ISO 8601 time (2024-07-01T12:00:00Z; without an\n"
+	 "               offset it is local time)\n"
+	 "  --limit N    show at most N (default 50, at most 10000)\n"
+	 "  --json       one JSON object: total, shown, deliveries\n"},
+	{"requeue", hc_dead_cmd_requeue, "put failed deliveries back in the queue",
+	 "ID... | --all-failed --since T [--json]",
+	 "Moves failed deliveries back to queued, due now, keeping their attempt count;\n"
+	 "their maximum lifetime starts again. IDs may be separate or comma-separated.\n"
+	 "By id it is all or nothing: if any ID is not a failed delivery, nothing is\n"
+	 "requeued, each such ID is named with its state, and the exit status is 1.\n"
+	 "  --all-failed --since T  every delivery that failed at or after T (see\n"
+	 "                          'heraldctl help dead' for T)\n"
+	 "  --json                  one JSON object: requeued, delivery_ids, refused\n"
+	 "Each requeue is an audit event whose actor is the database role heraldctl\n"
+	 "logged in as (needs herald_operator).\n"},
 	{"help", NULL, "show help for a command", "[COMMAND]",
 	 "Without COMMAND, lists all commands.\n"},
 };

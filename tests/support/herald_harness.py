@@ -64,8 +64,10 @@ class Stack:
         self.config_extra = config_extra
         self.port = free_port()
         self.endpoint = "tcp://127.0.0.1:%d" % self.port
+        self.dispatch_endpoint = "tcp://127.0.0.1:%d" % free_port()
         self.heraldd = None
         self.log_path = os.path.join(self.tmp, "heraldd.log")
+        self.workers = []
 
     # --- database -------------------------------------------------------
     def start_db(self):
@@ -101,7 +103,8 @@ class Stack:
         cfg = self.write_config()
         log = open(self.log_path, "ab")
         self.heraldd = subprocess.Popen(
-            [binary("broker/heraldd"), "-c", cfg, "--db", self.pg.url(user=self.BROKER_ROLE)],
+            [binary("broker/heraldd"), "-c", cfg, "--db", self.pg.url(user=self.BROKER_ROLE),
+             "--dispatch-listen", self.dispatch_endpoint],
             stdout=log, stderr=log)
         log.close()
         if wait:
@@ -128,6 +131,43 @@ class Stack:
             raise AssertionError("heraldd exited with %s on SIGTERM" % code)
         return code
 
+    def start_broker(self, config_extra=None, log_name="heraldd2.log"):
+        """A further heraldd on the same database (own ports); returns (proc, endpoint,
+        dispatch_endpoint, log_path)."""
+        port, dport = free_port(), free_port()
+        cfg = os.path.join(self.tmp, "heraldd-%d.conf" % port)
+        with open(cfg, "w") as f:
+            f.write('listen = "tcp://127.0.0.1:%d";\n%s\n'
+                    % (port, self.config_extra if config_extra is None else config_extra))
+        log_path = os.path.join(self.tmp, log_name)
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(
+            [binary("broker/heraldd"), "-c", cfg, "--db", self.pg.url(user=self.BROKER_ROLE),
+             "--dispatch-listen", "tcp://127.0.0.1:%d" % dport], stdout=log, stderr=log)
+        log.close()
+        self.workers.append(proc)  # stopped with the workers
+        return proc, "tcp://127.0.0.1:%d" % port, "tcp://127.0.0.1:%d" % dport, log_path
+
+    def start_worker(self, config, name="w1", broker=None):
+        """Run herald-worker with config text (libconfig); returns the process."""
+        path = os.path.join(self.tmp, "worker-%s.conf" % name)
+        with open(path, "w") as f:
+            f.write(config)
+        log = open(os.path.join(self.tmp, "worker-%s.log" % name), "ab")
+        proc = subprocess.Popen(
+            [binary("workers/herald-worker"), "-c", path, "--name", name,
+             "--broker", broker or self.dispatch_endpoint], stdout=log, stderr=log)
+        log.close()
+        self.workers.append(proc)
+        return proc
+
+    def worker_log(self, name="w1"):
+        try:
+            with open(os.path.join(self.tmp, "worker-%s.log" % name), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
     def log(self):
         try:
             with open(self.log_path, errors="replace") as f:
@@ -140,6 +180,14 @@ class Stack:
 
     # --- lifecycle ------------------------------------------------------
     def stop(self):
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         if self.heraldd and self.heraldd.poll() is None:
             self.kill_heraldd(signal.SIGTERM)
         self.pg.stop()
@@ -158,6 +206,10 @@ class Stack:
         ok = exc_type is None or (exc_type is SystemExit and exc.code in (0, None))
         if not ok:
             sys.stderr.write("--- heraldd log (tail) ---\n%s\n" % self.log()[-4000:])
+            for name in sorted(os.listdir(self.tmp)):
+                if name.startswith("worker-") and name.endswith(".log"):
+                    with open(os.path.join(self.tmp, name), errors="replace") as f:
+                        sys.stderr.write("--- %s (tail) ---\n%s\n" % (name, f.read()[-2000:]))
         self.cleanup(ok)
         return False
 
