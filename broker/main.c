@@ -62,13 +62,19 @@ static void heraldd_usage(FILE *out)
 	      "                      'database_url', else libpq defaults)\n", out);
 }
 
-static void heraldd_log_stats(const hd_intake_t *intake)
+static void heraldd_log_stats(const hd_intake_t *intake, const hd_dispatch_t *dispatch)
 {
 	hd_intake_stats_t s = hd_intake_stats(intake);
 	hd_info("intake.stats", "received=%llu accepted=%llu duplicates=%llu rejected=%llu unavailable=%llu",
 		(unsigned long long)s.received, (unsigned long long)s.accepted,
 		(unsigned long long)s.duplicates, (unsigned long long)s.rejected,
 		(unsigned long long)s.unavailable);
+	hd_dispatch_stats_t d = hd_dispatch_stats(dispatch);
+	hd_info("dispatch.stats", "claimed=%llu sent_to_workers=%llu delivered=%llu retried=%llu failed=%llu stale_results=%llu workers=%zu window=%zu",
+		(unsigned long long)d.claimed, (unsigned long long)d.sent_to_workers,
+		(unsigned long long)d.delivered, (unsigned long long)d.retried,
+		(unsigned long long)d.failed, (unsigned long long)d.stale_results, d.workers,
+		d.window);
 }
 
 static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
@@ -169,12 +175,12 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		hd_store_handle(store, now, items + 2, store_items);
 		hd_dispatch_handle(dispatch, now, dispatch_items, dispatch_count);
 		if (now >= next_stats) {
-			heraldd_log_stats(intake);
+			heraldd_log_stats(intake, dispatch);
 			next_stats = now + HERALDD_STATS_EVERY_MS;
 		}
 	}
 
-	heraldd_log_stats(intake);
+	heraldd_log_stats(intake, dispatch);
 	hd_dispatch_destroy(&dispatch);
 	hd_store_destroy(&store);
 	hd_intake_destroy(&intake);

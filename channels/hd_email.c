@@ -13,7 +13,8 @@
  */
 #include "hd_email.h"
 
-#include <auth-client.h>  /* before libesmtp.h: declares smtp_auth_set_context */
+#include <openssl/ssl.h>   /* before libesmtp.h: declares smtp_starttls_set_ctx */
+#include <auth-client.h>   /* before libesmtp.h: declares smtp_auth_set_context */
 #include <libesmtp.h>
 
 #include <errno.h>
@@ -151,6 +152,7 @@ static const key_spec_t keys[] = {
 	{"auth_user", KEY_STRING, 0, 0},
 	{"auth_password_file", KEY_STRING, 0, 0},
 	{"message_id_domain", KEY_STRING, 0, 0},
+	{"tls_ca_file", KEY_STRING, 0, 0},
 	{"connect_timeout_ms", KEY_INT, 100, 600000},
 	{"timeout_ms", KEY_INT, 1000, 3600000},
 	{"idle_ms", KEY_INT, 0, 600000},
@@ -205,6 +207,7 @@ int hd_email_config_parse(const config_setting_t *cfg, hd_email_config_t *out, c
 	out->tls_verify = true;
 	out->auth_user = hd_strdup("");
 	out->message_id_domain = hd_strdup("");
+	out->tls_ca_file = hd_strdup("");
 	out->connect_timeout_ms = 10000;
 	out->timeout_ms = 60000;
 	out->idle_ms = 2000;
@@ -272,6 +275,14 @@ int hd_email_config_parse(const config_setting_t *cfg, hd_email_config_t *out, c
 				}
 				free(out->auth_user);
 				out->auth_user = hd_strdup(v);
+			} else if (!strcmp(name, "tls_ca_file")) {
+				if (*v && access(v, R_OK) != 0) {
+					cfg_fail(err, errlen, el, "email.tls_ca_file: cannot read %s: %s", v,
+						 strerror(errno));
+					goto fail;
+				}
+				free(out->tls_ca_file);
+				out->tls_ca_file = hd_strdup(v);
 			} else if (!strcmp(name, "auth_password_file")) {
 				free(password_file);
 				password_file = hd_strdup(v);
@@ -349,6 +360,7 @@ void hd_email_config_clear(hd_email_config_t *cfg)
 		free(cfg->auth_password);
 	}
 	free(cfg->message_id_domain);
+	free(cfg->tls_ca_file);
 	memset(cfg, 0, sizeof *cfg);
 }
 
@@ -360,6 +372,7 @@ static void config_copy(hd_email_config_t *dst, const hd_email_config_t *src)
 	dst->auth_user = hd_strdup(src->auth_user);
 	dst->auth_password = src->auth_password ? hd_strdup(src->auth_password) : NULL;
 	dst->message_id_domain = hd_strdup(src->message_id_domain);
+	dst->tls_ca_file = hd_strdup(src->tls_ca_file);
 }
 
 /* ------------------------------------------------------------------ */
@@ -561,6 +574,7 @@ typedef struct sess_msg {
 
 typedef struct worker {
 	hd_email_config_t cfg;       /* this thread's own copy */
+	SSL_CTX *tls;                /* this thread's TLS settings, lent to each session */
 	void *zctx;
 	char endpoint[64];
 	unsigned index;
@@ -929,8 +943,6 @@ static void on_monitor(const char *buf, int buflen, int writing, void *arg)
 	if (buflen <= 0)
 		return;
 	size_t len = (size_t)buflen;
-	if (getenv("HD_EMAIL_TRACE_DEBUG"))
-		fprintf(stderr, "TRACE %lld %s %.*s", (long long)hd_time_mono_ms(), writing == 1 ? "C:" : writing == 0 ? "S:" : "H:", buflen, buf);
 	if (writing == SMTP_CB_WRITING) {
 		/* never keep what we write: it may hold AUTH credentials */
 		if (len >= 4 && strncmp(buf, "QUIT", 4) == 0)
@@ -1033,6 +1045,30 @@ static int probe_relay(const worker_t *w, char *why, size_t whylen)
 	return ok;
 }
 
+/*
+ * TLS 1.2 at most: with TLS 1.3 the server's post-handshake session
+ * tickets make libESMTP 1.1.0 wait for a reply to a command it has not
+ * flushed yet, stalling every STARTTLS session for timeout_ms. The
+ * certificate is checked after the handshake (SMTP_EV_* events), so the
+ * context itself does not verify. NULL (no TLS) if OpenSSL refuses.
+ */
+static SSL_CTX *tls_context_new(const hd_email_config_t *cfg)
+{
+	if (cfg->starttls == HD_EMAIL_TLS_OFF)
+		return NULL;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx)
+		return NULL;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	int ok = *cfg->tls_ca_file ? SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL)
+				   : SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1)
+		hd_warn("email.tls", "reason=\"cannot load CA certificates\" tls_ca_file=%s",
+			*cfg->tls_ca_file ? cfg->tls_ca_file : "(system)");
+	return ctx;
+}
+
 static void session_set_timeouts(smtp_session_t s, long ms)
 {
 	static const int which[] = {Timeout_GREETING, Timeout_ENVELOPE, Timeout_DATA,
@@ -1073,6 +1109,14 @@ static void worker_run_session(worker_t *w)
 	smtp_starttls_enable(w->session, w->strict ? Starttls_REQUIRED
 				    : w->cfg.starttls == HD_EMAIL_TLS_OFF ? Starttls_DISABLED
 									   : Starttls_ENABLED);
+	/*
+	 * Our own SSL_CTX for every session: libESMTP 1.1.0 frees the
+	 * context it creates itself when a session is destroyed and then
+	 * reuses the freed one in the next session. smtp_starttls_set_ctx
+	 * takes a reference that smtp_destroy_session gives back.
+	 */
+	if (w->tls)
+		smtp_starttls_set_ctx(w->session, w->tls);
 	smtp_set_eventcb(w->session, on_event, w);
 	smtp_set_monitorcb(w->session, on_monitor, w, 0);
 	auth_context_t auth = NULL;
@@ -1147,7 +1191,7 @@ static void worker_run_session(worker_t *w)
 	free(re);
 
 	hd_info("email.session", "thread=%u relay=%s tls=%s strict=%d messages=%zu delivered=%u "
-		"other=%u requeued=%zu ms=%lld", w->index, w->cfg.relay, w->tls_ok ? "yes" : "no",
+		"other=%u queued=%zu ms=%lld", w->index, w->cfg.relay, w->tls_ok ? "yes" : "no",
 		w->strict, w->nmsgs, w->delivered, w->not_delivered, w->queued,
 		(long long)(hd_time_mono_ms() - started));
 
@@ -1170,6 +1214,7 @@ static void *worker_main(void *arg)
 		hd_panic("email: session thread cannot connect its pipe: %s", zmq_strerror(zmq_errno()));
 	int linger = 0;
 	zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
+	w->tls = tls_context_new(&w->cfg);
 	for (;;) {
 		if (w->stopping) {
 			hd_channel_job_t *job;
@@ -1190,6 +1235,7 @@ static void *worker_main(void *arg)
 	bye.type = PIPE_BYE;
 	pipe_send(w->sock, &bye, 0);
 	zmq_close(w->sock);
+	SSL_CTX_free(w->tls);
 	hd_email_config_clear(&w->cfg);
 	free(w);
 	return NULL;

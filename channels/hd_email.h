@@ -34,9 +34,9 @@
  *	  max_messages_per_session = 100
  *	  max_jobs = 1000                jobs held at once; beyond, submit says HD_E_BUSY
  *	  message_id_domain = ""         Message-ID right side; "" = the sender's domain
- *	TLS trust: libESMTP reads CAs from $HOME/.authenticate/ca.pem (mode
- *	0600, owned by the user) or else OpenSSL's default paths, which
- *	honour $SSL_CERT_FILE / $SSL_CERT_DIR.
+ *	  tls_ca_file = ""               PEM file of CAs to trust; "" = OpenSSL's default
+ *	                                 paths (which honour $SSL_CERT_FILE, $SSL_CERT_DIR)
+ *	TLS is capped at 1.2 (tls_context_new in hd_email.c says why).
  * OWNERSHIP
  *	A submitted job is owned by the driver until done() hands it back.
  *	Inside the driver a job pointer travels in a pipe message: whoever
@@ -78,6 +78,7 @@ typedef struct hd_email_config {
 	char *auth_user;               /* "" = no AUTH */
 	char *auth_password;           /* secret; NULL without auth_user */
 	char *message_id_domain;       /* "" = the sender's domain */
+	char *tls_ca_file;             /* PEM CAs to trust; "" = OpenSSL's default paths */
 	int64_t connect_timeout_ms;
 	int64_t timeout_ms;
 	int64_t idle_ms;

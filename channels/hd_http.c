@@ -157,6 +157,9 @@ hd_http_t *hd_http_new(int64_t connect_timeout_ms, int64_t timeout_ms)
 	/* beyond this, requests to one host queue for a kept-alive connection
 	 * instead of opening more: providers rate-limit per source anyway */
 	curl_multi_setopt(self->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HD_HTTP_MAX_HOST_CONNECTIONS);
+	/* curl's default cache is 4 x the transfers in progress, so a lull would
+	 * close the idle connections the next burst wants to reuse */
+	curl_multi_setopt(self->multi, CURLMOPT_MAXCONNECTS, (long)HD_HTTP_MAX_CACHED_CONNECTIONS);
 	return self;
 }
 

@@ -37,7 +37,8 @@
 #define HD_HTTP_MAX_BODY_BYTES  (64u * 1024u)   /* response bytes kept */
 #define HD_HTTP_MAX_SECRET_BYTES 4096u
 #define HD_HTTP_MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
-#define HD_HTTP_MAX_HOST_CONNECTIONS 8   /* open at once to one host:port */
+#define HD_HTTP_MAX_HOST_CONNECTIONS 8     /* open at once to one host:port */
+#define HD_HTTP_MAX_CACHED_CONNECTIONS 64  /* kept alive across all hosts */
 
 typedef struct hd_http hd_http_t;
 

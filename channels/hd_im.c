@@ -157,7 +157,7 @@ char *hd_im_build_body(hd_im_provider_t provider, const char *group, const hd_wi
 	}
 	free(text);
 	if (!doc)
-		hd_panic("im: building the %s request failed", hd_im_provider_name(provider));
+		return NULL;   /* jansson refuses strings that are not UTF-8 */
 	char *out = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	if (!out)
@@ -286,6 +286,43 @@ static void provider_id_from_json(const char *body, size_t len, hd_wire_result_t
 	json_decref(doc);
 }
 
+/*
+ * Decide from a provider code in the body (wecom, dingtalk, feishu).
+ * Returns false when the status alone must decide.
+ */
+static bool map_body_code(hd_im_provider_t provider, long status, const char *body,
+			  size_t body_len, int64_t retry_after_ms, hd_wire_result_t *out)
+{
+	long long code;
+	char msg[512], cbuf[48];
+	if (!body_code(provider, body, body_len, &code, msg, sizeof msg)) {
+		if (!is_2xx(status))
+			return false;
+		/* 200 without the provider's envelope: we cannot tell it was posted */
+		char detail[256];
+		int n = snprintf(detail, sizeof detail, "2xx without a provider code: %.*s",
+				 (int)(body_len > 200 ? 200 : body_len), body);
+		size_t len = n < 0 ? 0 : (size_t)n < sizeof detail ? (size_t)n : sizeof detail - 1;
+		set_code(out, HD_OUTCOME_RETRY, "bad-response", detail, len);
+		return true;
+	}
+	snprintf(cbuf, sizeof cbuf, "%s=%lld", provider == HD_IM_FEISHU ? "code" : "errcode", code);
+	if (code == 0) {
+		if (!is_2xx(status))
+			return false;   /* code 0 on an error status: trust the status */
+		set_code(out, HD_OUTCOME_DELIVERED, cbuf, msg, strlen(msg));
+	} else if (is_rate_limit_code(provider, code)) {
+		out->retry_after_ms = retry_after_ms > 0 ? retry_after_ms : HD_IM_RATE_LIMIT_DEFAULT_MS;
+		set_code(out, HD_OUTCOME_RETRY, cbuf, msg, strlen(msg));
+	} else if (is_temporary_code(provider, code) || status >= 500) {
+		out->retry_after_ms = retry_after_ms > 0 ? retry_after_ms : 0;
+		set_code(out, HD_OUTCOME_RETRY, cbuf, msg, strlen(msg));
+	} else {
+		set_code(out, HD_OUTCOME_FAILED, cbuf, msg, strlen(msg));
+	}
+	return true;
+}
+
 void hd_im_map_response(hd_im_provider_t provider, long status, const char *body, size_t body_len,
 			int64_t retry_after_ms, hd_wire_result_t *out)
 {
@@ -302,42 +339,10 @@ void hd_im_map_response(hd_im_provider_t provider, long status, const char *body
 		set_http(out, HD_OUTCOME_RETRY, status, body, body_len);
 		return;
 	}
+	if ((provider == HD_IM_WECOM || provider == HD_IM_DINGTALK || provider == HD_IM_FEISHU) &&
+	    map_body_code(provider, status, body, body_len, retry_after_ms, out))
+		return;
 
-	if (provider == HD_IM_WECOM || provider == HD_IM_DINGTALK || provider == HD_IM_FEISHU) {
-		long long code;
-		char msg[512], cbuf[48];
-		if (body_code(provider, body, body_len, &code, msg, sizeof msg)) {
-			snprintf(cbuf, sizeof cbuf, "%s=%lld", provider == HD_IM_FEISHU ? "code" : "errcode",
-				 code);
-			if (code == 0 && is_2xx(status)) {
-				set_code(out, HD_OUTCOME_DELIVERED, cbuf, msg, strlen(msg));
-			} else if (code != 0 && is_rate_limit_code(provider, code)) {
-				out->retry_after_ms = retry_after_ms > 0 ? retry_after_ms
-									 : HD_IM_RATE_LIMIT_DEFAULT_MS;
-				set_code(out, HD_OUTCOME_RETRY, cbuf, msg, strlen(msg));
-			} else if (code != 0 && (is_temporary_code(provider, code) || status >= 500)) {
-				out->retry_after_ms = retry_after_ms > 0 ? retry_after_ms : 0;
-				set_code(out, HD_OUTCOME_RETRY, cbuf, msg, strlen(msg));
-			} else if (code != 0) {
-				set_code(out, HD_OUTCOME_FAILED, cbuf, msg, strlen(msg));
-			} else {
-				goto by_status;   /* code 0 on an error status: trust the status */
-			}
-			return;
-		}
-		if (is_2xx(status)) {
-			/* 200 without the provider's envelope: we cannot tell it was posted */
-			static const char why[] = "2xx without a provider code: ";
-			char detail[256];
-			int n = snprintf(detail, sizeof detail, "%s%.*s", why,
-					 (int)(body_len > 200 ? 200 : body_len), body);
-			set_code(out, HD_OUTCOME_RETRY, "bad-response", detail,
-				 (size_t)(n < 0 ? 0 : n) < sizeof detail ? (size_t)n : sizeof detail - 1);
-			return;
-		}
-	}
-
-by_status:
 	if (is_2xx(status)) {
 		if ((provider == HD_IM_SLACK || provider == HD_IM_MATTERMOST) &&
 		    is_error_token(body, body_len)) {
@@ -478,6 +483,10 @@ static int im_submit(void *self_, hd_channel_job_t *job)
 
 	int64_t now_ms = hd_time_now_us() / 1000;
 	char *body = hd_im_build_body(g->provider, g->name, &job->job, g->secret, now_ms);
+	if (!body) {
+		park(self, req, HD_OUTCOME_FAILED, "bad-text", "subject or body is not valid UTF-8");
+		return 0;
+	}
 	char *url = hd_im_build_url(g->provider, g->url, g->secret, now_ms);
 	hd_http_request_t hr = {
 		.method = "POST",

@@ -76,7 +76,7 @@ int hd_im_feishu_sign(const char *secret, int64_t timestamp_s, char *out, size_t
 /*
  * The request body for provider (JSON), for group and job. secret may be
  * NULL (feishu then sends no signature); now_ms is wall-clock Unix ms.
- * Caller owns the result (free()).
+ * Caller owns the result (free()); NULL when a text is not valid UTF-8.
  */
 char *hd_im_build_body(hd_im_provider_t provider, const char *group, const hd_wire_job_t *job,
 		       const char *secret, int64_t now_ms);

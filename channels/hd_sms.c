@@ -101,7 +101,7 @@ static char *generic_body(const char *to, const char *from, const char *text)
 {
 	json_t *doc = json_pack("{s:s, s:s, s:s}", "to", to, "from", from ? from : "", "text", text);
 	if (!doc)
-		hd_panic("sms: building the generic request failed");
+		return NULL;   /* not UTF-8: refused by jansson */
 	char *out = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
 	if (!out)
@@ -355,8 +355,12 @@ static int sms_submit(void *self_, hd_channel_job_t *job)
 	}
 	case HD_SMS_GENERIC:
 	default:
-		url = hd_strdup(self->url);
 		body = generic_body(to, self->from, text);
+		if (!body) {
+			park(self, req, HD_OUTCOME_FAILED, "bad-text", "recipient or sender is not valid UTF-8");
+			return 0;
+		}
+		url = hd_strdup(self->url);
 		hr.method = "POST";
 		hr.content_type = "application/json; charset=utf-8";
 		hr.userpwd = self->userpwd;

@@ -295,8 +295,8 @@ END;
 -- A result applies only while its delivery is dispatched, leased by
 -- owner for that attempt; otherwise the lease was lost (expired and
 -- reclaimed, or another broker owns it) and nothing is written
--- (applied = false, state = the delivery's current state, NULL when it
--- does not exist). A delivery named twice is applied once: the first of
+-- (applied = false, state = the state another result of this call left,
+-- else the delivery's current state, NULL when it does not exist). A delivery named twice is applied once: the first of
 -- its results that holds the lease wins.
 --	delivered -> sent: sent_at, provider_id
 --	retry     -> retry_wait at next_attempt_at, last_error = code detail;
@@ -512,7 +512,7 @@ $$;
 -- ---------------------------------------------------------------------
 
 -- Deliveries by state, channel and class. Counts every row: its cost
--- grows with the table (about 0.3 s per million deliveries).
+-- grows with the table (about 0.35 s per million deliveries).
 CREATE VIEW herald.delivery_stats AS
 SELECT d.state, d.channel, m.class, count(*) AS count
   FROM herald.deliveries AS d

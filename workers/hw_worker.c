@@ -31,7 +31,8 @@
 #include "hd_wire.h"
 
 #define HW_MAX_SLOTS        8
-#define HW_MAX_DRIVER_ITEMS 64     /* poll items of all drivers together */
+#define HW_ITEMS_START      64     /* poll items: grown when the drivers need more */
+#define HW_ITEMS_MAX        65536
 #define HW_READ_BURST       256    /* frames read per turn before drivers get a go */
 #define HW_OUTBOX_MAX       100000
 #define HW_CLOSE_LINGER_MS  1000
@@ -80,6 +81,9 @@ struct hw_worker {
 
 	hw_out_t *out_head, *out_tail;
 	size_t out_count;
+
+	zmq_pollitem_t *items;      /* this turn's poll items */
+	size_t item_cap;
 
 	bool stopping;
 	int64_t stop_deadline_ms;
@@ -141,13 +145,19 @@ static void hw_send_simple(hw_worker_t *self, hd_wire_type_t type, int64_t now_m
 	hw_queue(self, &f, false, now_ms);
 }
 
-static void hw_send_ready(hw_worker_t *self, int64_t now_ms)
+static hd_wire_frame_t hw_ready_frame(const hw_worker_t *self)
 {
 	hd_wire_frame_t f = {.type = HD_WIRE_READY};
 	snprintf(f.u.ready.name, sizeof f.u.ready.name, "%s", self->name);
 	f.u.ready.channels = self->channels;
 	f.u.ready.credit = self->credit;
 	f.u.ready.heartbeat_ms = self->heartbeat_ms;
+	return f;
+}
+
+static void hw_send_ready(hw_worker_t *self, int64_t now_ms)
+{
+	hd_wire_frame_t f = hw_ready_frame(self);
 	/* READY opens the conversation: it goes before RESULTs still waiting. */
 	hw_queue(self, &f, true, now_ms);
 }
@@ -178,7 +188,7 @@ static void hw_answer(hw_worker_t *self, int64_t delivery_id, uint32_t attempt,
 	self->stats.refused++;
 	hw_count_outcome(self, outcome);
 	hd_info("job.done", "delivery_id=%" PRId64 " attempt=%" PRIu32 " channel=%s provider=%s "
-		"code=%s outcome=%s ms=0", delivery_id, attempt, channel, HW_PROVIDER, code,
+		"code=\"%s\" outcome=%s ms=0", delivery_id, attempt, channel, HW_PROVIDER, code,
 		hd_outcome_name(outcome));
 	hw_queue(self, &f, false, now_ms);
 }
@@ -433,8 +443,12 @@ static void hw_timers(hw_worker_t *self, int64_t now_ms)
 
 int hw_worker_run_once(hw_worker_t *self, int wake_fd, int64_t max_wait_ms)
 {
-	zmq_pollitem_t items[2 + HW_MAX_DRIVER_ITEMS];
 	int64_t now = hd_time_mono_ms();
+	if (!self->items) {
+		self->item_cap = HW_ITEMS_START;
+		self->items = hd_calloc(self->item_cap, sizeof *self->items);
+	}
+	zmq_pollitem_t *items = self->items;
 	size_t n = 0;
 	items[n++] = (zmq_pollitem_t){self->sock, 0,
 				      (short)(ZMQ_POLLIN | (self->out_head ? ZMQ_POLLOUT : 0)), 0};
@@ -446,8 +460,16 @@ int hw_worker_run_once(hw_worker_t *self, int wake_fd, int64_t max_wait_ms)
 	for (size_t i = 0; i < self->slot_count; i++) {
 		hw_slot_t *s = &self->slots[i];
 		s->item_off = n;
-		s->item_count = s->driver->ops->poll_items(s->inst, items + n,
-							   sizeof items / sizeof items[0] - n);
+		for (;;) {
+			s->item_count = s->driver->ops->poll_items(s->inst, items + n,
+								   self->item_cap - n);
+			/* A full array may have cut the driver's list short: grow, ask again. */
+			if (n + s->item_count < self->item_cap || self->item_cap >= HW_ITEMS_MAX)
+				break;
+			self->item_cap *= 2;
+			self->items = hd_realloc(self->items, self->item_cap * sizeof *self->items);
+			items = self->items;
+		}
 		n += s->item_count;
 	}
 	int64_t timeout = hw_timeout(self, now);
@@ -524,6 +546,16 @@ int hw_worker_start(hw_worker_t *self, char *err, size_t errlen)
 		snprintf(err, errlen, "no channel driver");
 		return HD_E_CONFIG;
 	}
+	hd_wire_frame_t ready = hw_ready_frame(self);
+	uint8_t *buf;
+	size_t len;
+	if (hd_wire_encode(&ready, &buf, &len) != HD_OK) {
+		snprintf(err, errlen, "cannot announce name \"%s\", credit %" PRIu32
+			 ", heartbeat_ms %" PRIu32 " (docs/PROTOCOL.md section 2.2)", self->name,
+			 self->credit, self->heartbeat_ms);
+		return HD_E_CONFIG;
+	}
+	free(buf);
 	int rc = hw_open_socket(self, err, errlen);
 	if (rc != HD_OK)
 		return rc;
@@ -593,6 +625,7 @@ void hw_worker_destroy(hw_worker_t **self_p)
 		free(o->buf);
 		free(o);
 	}
+	free(self->items);
 	free(self->endpoint);
 	free(self);
 	*self_p = NULL;

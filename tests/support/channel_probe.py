@@ -56,7 +56,8 @@ def probe_path():
             "-I", os.path.join(src, "common"), "-I", os.path.join(src, "channels"),
             "-o", exe, os.path.join(src, "tests", "support", "channel_probe.c")]
            + libs + _pkg_libs("libesmtp-1.0", "libcurl", "jansson", "libconfig",
-                              "libsodium", "libzmq", "msgpack") + ["-lpthread"])
+                              "libsodium", "libzmq", "msgpack", "openssl")
+           + ["-lpthread"])
     subprocess.run(cmd, check=True)
     _built = exe
     return exe

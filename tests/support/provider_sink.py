@@ -419,6 +419,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256   # the default 5 drops SYNs when a driver opens many connections
 
 
 def main():

@@ -93,6 +93,7 @@ static void test_config_defaults_when_there_is_no_group(void **state)
 	assert_int_equal(c.max_messages_per_session, 100);
 	assert_int_equal(c.max_jobs, 1000);
 	assert_string_equal(c.message_id_domain, "");
+	assert_string_equal(c.tls_ca_file, "");
 	hd_email_config_clear(&c);
 	assert_null(c.relay);
 	hd_email_config_clear(NULL);
@@ -154,6 +155,8 @@ static void test_config_refusals_name_file_line_and_reason(void **state)
 	assert_refused("email = {\n  helo = \"two words\";\n};\n", 2, "helo");
 	assert_refused("email = {\n  message_id_domain = \"a b\";\n};\n", 2, "message_id_domain");
 	assert_refused("email = 3;\n", 1, "must be a group");
+	assert_refused("email = {\n  tls_ca_file = \"/nonexistent/ca.pem\";\n};\n", 2,
+		       "tls_ca_file: cannot read /nonexistent/ca.pem");
 }
 
 static void test_config_auth_needs_a_password(void **state)

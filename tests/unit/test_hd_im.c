@@ -409,6 +409,21 @@ static void test_confidential_message_to_an_http_endpoint_fails_tls_required(voi
 	hd_im_ops.close(&im);
 }
 
+static void test_text_that_is_not_utf8_fails_instead_of_crashing_the_worker(void **state)
+{
+	(void)state;
+	got_t g = {0};
+	char err[256];
+	void *im = open_text("im = { groups = ( { name = \"ops\"; provider = \"slack\"; url = \"http://127.0.0.1:9/x\"; } ); };",
+			     &g, err, sizeof err);
+	assert_int_equal(hd_im_ops.submit(im, make_job(3, "ops", "bad \xff subject", "b", 0)), 0);
+	run(im, 1000);
+	assert_int_equal(g.count, 1);
+	assert_int_equal(g.result[0].outcome, HD_OUTCOME_FAILED);
+	assert_string_equal(g.result[0].provider_code, "bad-text");
+	hd_im_ops.close(&im);
+}
+
 static void test_refused_connection_is_retry_and_detail_has_no_token(void **state)
 {
 	(void)state;
@@ -484,6 +499,7 @@ int main(void)
 		cmocka_unit_test(test_bad_configurations_are_refused_with_line_and_reason),
 		cmocka_unit_test(test_unknown_group_fails_from_handle_not_from_submit),
 		cmocka_unit_test(test_confidential_message_to_an_http_endpoint_fails_tls_required),
+		cmocka_unit_test(test_text_that_is_not_utf8_fails_instead_of_crashing_the_worker),
 		cmocka_unit_test(test_refused_connection_is_retry_and_detail_has_no_token),
 		cmocka_unit_test(test_busy_at_max_in_flight_and_close_reports_the_rest_as_retry),
 	};

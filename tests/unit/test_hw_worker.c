@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "hd_err.h"
@@ -521,7 +522,100 @@ static void test_a_second_driver_for_a_served_channel_is_refused(void **state)
 	hw_worker_t *empty = hw_worker_new(f->ctx, &opts);
 	assert_int_equal(hw_worker_start(empty, err, sizeof err), HD_E_CONFIG);
 	hw_worker_destroy(&empty);
+	/* Nor with what READY cannot announce. */
+	hw_worker_options_t bad = {f->endpoint, "no spaces", 1, 100, 0};
+	hw_worker_t *w = hw_worker_new(f->ctx, &bad);
+	assert_int_equal(hw_worker_add_driver(w, &fake_driver, NULL, err, sizeof err), HD_OK);
+	assert_int_equal(hw_worker_start(w, err, sizeof err), HD_E_CONFIG);
+	assert_non_null(strstr(err, "cannot announce name \"no spaces\""));
+	hw_worker_destroy(&w);
 	hw_worker_destroy(NULL);
+}
+
+/* ---- a driver with more poll items than the worker starts with ------------- */
+
+#define MANY_ITEMS 150
+
+typedef struct many {
+	int fds[2];
+	size_t handled_items;   /* count passed to handle() last time */
+	bool last_ready;        /* the last item came back readable */
+} many_t;
+
+static many_t *many_instance;
+
+static void *many_open(const config_setting_t *cfg, void *ctx, hd_channel_done_fn done,
+		       void *arg, char *err, size_t errlen)
+{
+	(void)cfg, (void)ctx, (void)done, (void)arg, (void)err, (void)errlen;
+	many_t *m = calloc(1, sizeof *m);
+	assert_int_equal(pipe(m->fds), 0);
+	many_instance = m;
+	return m;
+}
+
+static size_t many_poll_items(void *self, zmq_pollitem_t *items, size_t max)
+{
+	many_t *m = self;
+	size_t n = max < MANY_ITEMS ? max : MANY_ITEMS;
+	for (size_t i = 0; i < n; i++)
+		items[i] = (zmq_pollitem_t){NULL, m->fds[0], ZMQ_POLLIN, 0};
+	return n;
+}
+
+static void many_handle(void *self, int64_t now, const zmq_pollitem_t *items, size_t count)
+{
+	(void)now;
+	many_t *m = self;
+	m->handled_items = count;
+	m->last_ready = count == MANY_ITEMS && (items[count - 1].revents & ZMQ_POLLIN);
+}
+
+static int many_submit(void *self, hd_channel_job_t *job)
+{
+	(void)self, (void)job;
+	return HD_E_BUSY;
+}
+
+static int64_t many_timeout(void *self, int64_t now)
+{
+	(void)self, (void)now;
+	return -1;
+}
+
+static size_t many_in_flight(void *self)
+{
+	(void)self;
+	return 0;
+}
+
+static void many_close(void **self_p)
+{
+	many_t *m = *self_p;
+	close(m->fds[0]);
+	close(m->fds[1]);
+	free(m);
+	*self_p = NULL;
+}
+
+static const hd_channel_ops_t many_ops = {
+	"many", HD_CHANNEL_IM, many_open, many_submit, many_poll_items, many_handle,
+	many_timeout, many_in_flight, many_close,
+};
+
+static void test_every_poll_item_of_every_driver_is_watched(void **state)
+{
+	fixture_t *f = *state;
+	hw_worker_options_t opts = {f->endpoint, "w", 4, HEARTBEAT_MS, 0};
+	f->w = hw_worker_new(f->ctx, &opts);
+	char err[256];
+	static const hw_driver_t many = {"many", &many_ops, NULL};
+	assert_int_equal(hw_worker_add_driver(f->w, &many, NULL, err, sizeof err), HD_OK);
+	assert_int_equal(hw_worker_start(f->w, err, sizeof err), HD_OK);
+	assert_int_equal(write(many_instance->fds[1], "x", 1), 1);
+	assert_int_equal(hw_worker_run_once(f->w, -1, 100), HD_OK);
+	assert_int_equal(many_instance->handled_items, MANY_ITEMS);
+	assert_true(many_instance->last_ready);
 }
 
 int main(void)
@@ -539,6 +633,7 @@ int main(void)
 		T(test_after_the_grace_period_destroy_gives_back_jobs_as_retry),
 		T(test_an_undecodable_job_is_answered_failed_and_garbage_is_ignored),
 		T(test_a_second_driver_for_a_served_channel_is_refused),
+		T(test_every_poll_item_of_every_driver_is_watched),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
