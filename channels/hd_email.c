@@ -511,7 +511,8 @@ typedef enum {
 	PIPE_JOB = 1,      /* main -> thread: job (ownership moves to the thread) */
 	PIPE_STOP,         /* main -> thread: finish and say BYE */
 	PIPE_RESULT,       /* thread -> main: job (ownership moves back) + result */
-	PIPE_BYE           /* thread -> main: last message; the thread exits */
+	PIPE_BYE,          /* thread -> main: last message; the thread exits */
+	PIPE_READY         /* thread -> main: first message; its pipe is connected */
 } pipe_type_t;
 
 typedef struct pipe_msg {
@@ -589,6 +590,8 @@ typedef struct worker {
 	sess_msg_t *msgs, *last;
 	size_t nmsgs;
 	bool tls_missing, tls_failed, tls_ok, quit_sent;
+	bool auth_failed;            /* the server refused our credentials (534/535/538) */
+	char auth_why[256];
 	char tls_why[160];
 	char last_reply[256];
 	unsigned delivered, not_delivered;
@@ -717,6 +720,16 @@ static void settle(worker_t *w, sess_msg_t *sm, hd_email_fault_t fault, const ch
 	hd_wire_result_t res;
 	memset(&res, 0, sizeof res);
 	hd_email_map_outcome(&mail, &rcpt, &data, fault, detail, job_is_confidential(sm->job), &res);
+	if (w->auth_failed && res.outcome != HD_OUTCOME_DELIVERED) {
+		/*
+		 * Our credentials were refused: whatever followed (libESMTP tries
+		 * the next mechanism, then sends MAIL unauthenticated) is not the
+		 * message's fault, so it is retried rather than dead-lettered.
+		 */
+		res.outcome = HD_OUTCOME_RETRY;
+		snprintf(res.provider_code, sizeof res.provider_code, "auth");
+		snprintf(res.detail, sizeof res.detail, "authentication failed: %s", w->auth_why);
+	}
 	sm->reported = true;
 	hd_channel_job_t *job = sm->job;
 	sm->job = NULL;
@@ -965,6 +978,12 @@ static void on_monitor(const char *buf, int buflen, int writing, void *arg)
 	memcpy(tmp, buf + start, n);
 	tmp[n] = '\0';
 	copy_clean(w->last_reply, sizeof w->last_reply, tmp);
+	/* RFC 4954 codes only AUTH answers with; libESMTP then goes on unauthenticated */
+	if (*w->cfg.auth_user && (!strncmp(tmp, "535", 3) || !strncmp(tmp, "534", 3) ||
+				  !strncmp(tmp, "538", 3))) {
+		w->auth_failed = true;
+		snprintf(w->auth_why, sizeof w->auth_why, "%s", w->last_reply);
+	}
 }
 
 static int auth_interact(auth_client_request_t request, char **result, int fields, void *arg)
@@ -1082,8 +1101,8 @@ static void session_reset_state(worker_t *w)
 	w->session = NULL;
 	w->msgs = w->last = NULL;
 	w->nmsgs = 0;
-	w->tls_missing = w->tls_failed = w->tls_ok = w->quit_sent = false;
-	w->tls_why[0] = w->last_reply[0] = '\0';
+	w->tls_missing = w->tls_failed = w->tls_ok = w->quit_sent = w->auth_failed = false;
+	w->tls_why[0] = w->last_reply[0] = w->auth_why[0] = '\0';
 	w->delivered = w->not_delivered = 0;
 }
 
@@ -1215,6 +1234,10 @@ static void *worker_main(void *arg)
 	int linger = 0;
 	zmq_setsockopt(w->sock, ZMQ_LINGER, &linger, sizeof linger);
 	w->tls = tls_context_new(&w->cfg);
+	pipe_msg_t ready;
+	memset(&ready, 0, sizeof ready);
+	ready.type = PIPE_READY;
+	pipe_send(w->sock, &ready, 0);
 	for (;;) {
 		if (w->stopping) {
 			hd_channel_job_t *job;
@@ -1402,6 +1425,18 @@ static void *email_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_d
 		s->running = true;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Wait until every pipe is connected, so submit() can hand jobs over at once. */
+	for (size_t i = 0; i < e->nslots; i++) {
+		zmq_pollitem_t item = {.socket = e->slots[i].sock, .events = ZMQ_POLLIN};
+		pipe_msg_t m;
+		if (zmq_poll(&item, 1, 5000) != 1 || pipe_recv(e->slots[i].sock, &m, 0) != 1 ||
+		    m.type != PIPE_READY) {
+			snprintf(err, errlen, "email: session thread %zu did not start", i);
+			void *self = e;
+			email_close(&self);
+			return NULL;
+		}
+	}
 	hd_info("email.open", "relay=%s starttls=%s sessions=%zu auth=%s", e->cfg.relay,
 		e->cfg.starttls == HD_EMAIL_TLS_OFF ? "off"
 		: e->cfg.starttls == HD_EMAIL_TLS_REQUIRED ? "required" : "opportunistic",
@@ -1466,7 +1501,13 @@ static int64_t email_timeout_ms(void *self, int64_t now_ms)
 {
 	hd_email_t *e = self;
 	(void)now_ms;
-	return e->ready_count > 0 ? 0 : -1;
+	if (e->ready_count > 0)
+		return 0;
+	/* a hand-over that found a pipe full is tried again soon */
+	for (size_t i = 0; e->pending_count > 0 && i < e->nslots; i++)
+		if (e->slots[i].running && !e->slots[i].bye && e->slots[i].outstanding < e->thread_cap)
+			return 10;
+	return -1;
 }
 
 static size_t email_in_flight(void *self)
