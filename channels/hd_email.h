@@ -14,6 +14,10 @@
  *	4xx retry, 5xx failed, anything that stops the session first
  *	(connect, drop, timeout, protocol error) retry.
  *
+ *	When AUTH is configured and the server refuses the credentials
+ *	(534/535/538), nothing in that session is failed: the message is not
+ *	at fault, so it is retried with provider_code "auth".
+ *
  *	Confidential messages (HD_FLAG_CONFIDENTIAL) travel only in sessions
  *	with STARTTLS required (libESMTP Starttls_REQUIRED; a certificate
  *	that does not verify is refused when tls_verify is set): with
