@@ -13,8 +13,8 @@
 #	     CONCURRENCIES (the peak acks/s is "herald"), then one run at the
 #	     peak's concurrency with the other driver (lib <-> raw) to show
 #	     how much the client itself costs;
-#	  2. an open-loop run at half that peak rate, with the peak's
-#	     concurrency (its p99 is "p99_ms");
+#	  2. an open-loop run at half that peak rate over RATE_CONCURRENCY
+#	     connections (its p99 is "p99_ms");
 #	  3. the anchor: pgbench, 8 clients (-c 8 -j 2), one single-row
 #	     INSERT of a ~500-byte row per transaction, synchronous_commit on,
 #	     against the same PostgreSQL, ANCHOR_RUNS times (the best tps is
@@ -37,6 +37,9 @@
 #	INFLIGHT         total outstanding requests in closed loop; the window
 #	                 per connection is INFLIGHT/C, at least 8 (default 1024)
 #	RATE_SECONDS     length of the half-peak open-loop run (default 15)
+#	RATE_CONCURRENCY connections of the half-peak run (default 4: a fixed
+#	                 number, so the client's own CPU does not vary with
+#	                 whichever concurrency happened to give the peak)
 #	ANCHOR_SECONDS   duration of one pgbench run (default 10)
 #	ANCHOR_RUNS      pgbench runs; the best is the anchor (default 2)
 #	DRIVER           herald-bench driver: lib (default) or raw
@@ -53,6 +56,7 @@ CONCURRENCIES=${CONCURRENCIES:-"1 4 16 64"}
 MESSAGES=${MESSAGES:-50000}
 INFLIGHT=${INFLIGHT:-1024}
 RATE_SECONDS=${RATE_SECONDS:-15}
+RATE_CONCURRENCY=${RATE_CONCURRENCY:-4}
 ANCHOR_SECONDS=${ANCHOR_SECONDS:-10}
 ANCHOR_RUNS=${ANCHOR_RUNS:-2}
 DRIVER=${DRIVER:-lib}
@@ -334,10 +338,10 @@ CHECK_RATE=$(field acks_per_s "$LAST_LINE")
 HALF=$((PEAK / 2))
 RATE_MESSAGES=$((HALF * RATE_SECONDS))
 [ "$RATE_MESSAGES" -ge 1000 ] || RATE_MESSAGES=1000
-RATE_WINDOW=$(((4096 + PEAK_C - 1) / PEAK_C))
+RATE_WINDOW=$(((4096 + RATE_CONCURRENCY - 1) / RATE_CONCURRENCY))
 [ "$RATE_WINDOW" -ge 64 ] || RATE_WINDOW=64
-log "open loop: $HALF msgs/s (half of $PEAK), concurrency $PEAK_C, $RATE_MESSAGES messages"
-run_bench half-peak --concurrency "$PEAK_C" --window "$RATE_WINDOW" --rate "$HALF" \
+log "open loop: $HALF msgs/s (half of $PEAK), concurrency $RATE_CONCURRENCY, $RATE_MESSAGES messages"
+run_bench half-peak --concurrency "$RATE_CONCURRENCY" --window "$RATE_WINDOW" --rate "$HALF" \
 	--messages "$RATE_MESSAGES"
 HALF_P99=$(field p99_ms "$LAST_LINE")
 HALF_ACHIEVED=$(field acks_per_s "$LAST_LINE")

@@ -55,6 +55,7 @@ typedef struct dp_job {
 
 typedef struct dp_worker {
 	bool live;
+	bool leaving;                 /* said BYE: no new jobs, its results still count */
 	unsigned char id[256];
 	size_t id_len;
 	char name[HD_WIRE_MAX_NAME_BYTES + 1];
@@ -405,17 +406,20 @@ void hd_dispatch_destroy(hd_dispatch_t **self_p)
 
 /* ---- sending to workers ------------------------------------------------------ */
 
-static void dp_send(hd_dispatch_t *self, dp_worker_t *w, const hd_wire_frame_t *frame,
-		    int64_t now_ms)
+/* Returns HD_OK, or the encoder's error for a frame that cannot be sent. */
+static int dp_send(hd_dispatch_t *self, dp_worker_t *w, const hd_wire_frame_t *frame,
+		   int64_t now_ms)
 {
 	uint8_t *buf;
 	size_t len;
-	if (hd_wire_encode(frame, &buf, &len) != HD_OK)
-		hd_panic("cannot encode a %s frame", hd_wire_type_name(frame->type));
+	int rc = hd_wire_encode(frame, &buf, &len);
+	if (rc != HD_OK)
+		return rc;
 	if (zmq_send(self->router, w->id, w->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0)
 		zmq_send(self->router, buf, len, ZMQ_DONTWAIT);
 	free(buf);
 	w->last_send_ms = now_ms;
+	return HD_OK;
 }
 
 static dp_worker_t *dp_pick_worker(hd_dispatch_t *self, hd_channel_t ch)
@@ -424,7 +428,7 @@ static dp_worker_t *dp_pick_worker(hd_dispatch_t *self, hd_channel_t ch)
 	double best_load = 2.0;
 	for (size_t k = 0; k < DP_MAX_WORKERS; k++) {
 		dp_worker_t *w = &self->workers[(self->rr + k) % DP_MAX_WORKERS];
-		if (!w->live || !(w->channels & (1u << ch)) || w->in_use >= w->credit)
+		if (!w->live || w->leaving || !(w->channels & (1u << ch)) || w->in_use >= w->credit)
 			continue;
 		double load = (double)w->in_use / (double)w->credit;
 		if (load < best_load) {
@@ -435,6 +439,9 @@ static dp_worker_t *dp_pick_worker(hd_dispatch_t *self, hd_channel_t ch)
 	self->rr++;
 	return best;
 }
+
+static void dp_on_result(hd_dispatch_t *self, const hd_wire_result_t *r);
+static void dp_worker_gone(hd_dispatch_t *self, dp_worker_t *w, const char *why);
 
 static void dp_assign(hd_dispatch_t *self, int64_t now_ms)
 {
@@ -478,10 +485,20 @@ static void dp_assign(hd_dispatch_t *self, int64_t now_ms)
 			f.u.job.kind = job->kind;
 			f.u.job.klass = job->klass;
 			f.u.job.msg = job->content->msg;
-			dp_send(self, w, &f, now_ms);
 			job->state = JOB_SENT;
 			job->worker = (int)(w - self->workers);
 			w->in_use++;
+			if (dp_send(self, w, &f, now_ms) != HD_OK) {
+				/* Stored data no worker can be given: a dead letter, not a crash. */
+				hd_wire_result_t r = {.delivery_id = job->delivery_id,
+						      .attempt = job->attempt,
+						      .outcome = HD_OUTCOME_FAILED};
+				snprintf(r.provider, sizeof(r.provider), "heraldd");
+				snprintf(r.provider_code, sizeof(r.provider_code), "unencodable");
+				snprintf(r.detail, sizeof(r.detail), "the stored message cannot be encoded as a job");
+				dp_on_result(self, &r);
+				continue;
+			}
 			self->stats.sent_to_workers++;
 		}
 	}
@@ -543,6 +560,7 @@ static void dp_on_result(hd_dispatch_t *self, const hd_wire_result_t *r)
 	dp_worker_t *w = &self->workers[job->worker];
 	if (w->in_use > 0)
 		w->in_use--;
+	bool last_of_leaving = w->live && w->leaving && w->in_use == 0;
 
 	int64_t next_ms = 0;
 	if (r->outcome == HD_OUTCOME_RETRY) {
@@ -575,6 +593,8 @@ static void dp_on_result(hd_dispatch_t *self, const hd_wire_result_t *r)
 		(long long)r->delivery_id, r->attempt, hd_channel_name(job->channel),
 		hd_outcome_name(r->outcome), r->provider, r->provider_code, w->name);
 	dp_job_free(self, job);
+	if (last_of_leaving)
+		dp_worker_gone(self, w, "bye");
 }
 
 /* ---- claiming --------------------------------------------------------------- */
@@ -754,7 +774,7 @@ static size_t dp_capacity(const hd_dispatch_t *self, char *channels, size_t chan
 	int64_t cap[DP_CHANNELS] = {0};
 	for (size_t k = 0; k < DP_MAX_WORKERS; k++) {
 		const dp_worker_t *w = &self->workers[k];
-		if (!w->live)
+		if (!w->live || w->leaving)
 			continue;
 		for (int ch = 0; ch < DP_CHANNELS; ch++)
 			if (w->channels & (1u << ch))
@@ -880,8 +900,14 @@ static void dp_on_frame(hd_dispatch_t *self, const unsigned char *id, size_t id_
 	case HD_WIRE_HEARTBEAT:
 		break;
 	case HD_WIRE_BYE:
-		if (w)
-			dp_worker_gone(self, w, "bye");
+		/* A stopping worker finishes what it holds: keep its jobs and take
+		 * its results; it is gone once it has none or falls silent. */
+		if (w) {
+			w->leaving = true;
+			hd_info("dispatch.worker_leaving", "worker=%s jobs=%u", w->name, w->in_use);
+			if (w->in_use == 0)
+				dp_worker_gone(self, w, "bye");
+		}
 		break;
 	case HD_WIRE_JOB:
 		hd_warn("dispatch.bad_frame", "code=invalid field=t reason=\"%s\"",
@@ -928,8 +954,12 @@ static void dp_beat(hd_dispatch_t *self, int64_t now_ms)
 			dp_worker_gone(self, w, "silent for 3 heartbeats");
 			continue;
 		}
-		if (now_ms - w->last_send_ms >= self->cfg->dispatch.heartbeat_ms)
-			dp_send(self, w, &hb, now_ms);
+		/* Beat at the faster of the two rates: the worker declares us dead
+		 * after 3 of its own beats. */
+		int64_t beat = self->cfg->dispatch.heartbeat_ms < w->heartbeat_ms
+			? self->cfg->dispatch.heartbeat_ms : w->heartbeat_ms;
+		if (now_ms - w->last_send_ms >= beat)
+			(void)dp_send(self, w, &hb, now_ms);
 	}
 }
 

@@ -982,7 +982,8 @@ static void on_monitor(const char *buf, int buflen, int writing, void *arg)
 	if (*w->cfg.auth_user && (!strncmp(tmp, "535", 3) || !strncmp(tmp, "534", 3) ||
 				  !strncmp(tmp, "538", 3))) {
 		w->auth_failed = true;
-		snprintf(w->auth_why, sizeof w->auth_why, "%s", w->last_reply);
+		_Static_assert(sizeof w->auth_why == sizeof w->last_reply, "same size");
+		memcpy(w->auth_why, w->last_reply, sizeof w->auth_why);
 	}
 }
 

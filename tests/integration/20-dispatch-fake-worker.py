@@ -125,6 +125,29 @@ def test_worker_killed_mid_job_the_delivery_is_sent_after_its_lease_expires():
     p.close()
 
 
+def test_worker_stopped_with_sigterm_finishes_its_job_which_is_sent_exactly_once():
+    fast = stack.workers[0]
+    fast.send_signal(signal.SIGTERM)
+    fast.wait(15)
+    polite = stack.start_worker(worker_config(record_path("polite"), slow_ms=1500), name="polite")
+    p = stack.producer()
+    mid = p.submit(email(to=["gina+slow@example.com"]))["id"]
+    wait_until(lambda: state_of(mid) == "dispatched", 10, what="the job to reach the worker")
+    polite.send_signal(signal.SIGTERM)
+    assert polite.wait(15) == 0
+    wait_until(lambda: state_of(mid) == "sent", 10, what="the finished job to be recorded")
+    did, _, attempts = delivery(mid)
+    assert attempts == 1, attempts
+    stack.workers[0] = stack.start_worker(worker_config(record_path("w1"), slow_ms=10),
+                                          name="w1")
+    # Past the lease: it must not have been claimed and sent again.
+    time.sleep(2.5)
+    assert delivery(mid)[2] == 1
+    sends = sent_ids(record_path("polite")) + sent_ids(record_path("w1"))
+    assert sends.count(did) == 1, sends.count(did)
+    p.close()
+
+
 def test_heraldd_killed_with_jobs_in_flight_all_are_delivered_after_restart():
     p = stack.producer()
     ids = [p.submit(email(to=["batch%d@example.com" % i]))["id"] for i in range(200)]
@@ -199,6 +222,8 @@ if __name__ == "__main__":
              test_permanent_failure_is_a_dead_letter_that_an_operator_can_requeue),
             ("test_worker_killed_mid_job_the_delivery_is_sent_after_its_lease_expires",
              test_worker_killed_mid_job_the_delivery_is_sent_after_its_lease_expires),
+            ("test_worker_stopped_with_sigterm_finishes_its_job_which_is_sent_exactly_once",
+             test_worker_stopped_with_sigterm_finishes_its_job_which_is_sent_exactly_once),
             ("test_heraldd_killed_with_jobs_in_flight_all_are_delivered_after_restart",
              test_heraldd_killed_with_jobs_in_flight_all_are_delivered_after_restart),
             ("test_two_brokers_on_one_database_never_send_one_delivery_twice",

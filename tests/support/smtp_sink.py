@@ -34,8 +34,9 @@ def free_port():
 
 
 class SmtpSink:
-    def __init__(self, options=None, hostname="sink.test"):
-        self.port = free_port()
+    def __init__(self, options=None, hostname="sink.test", port=None):
+        # A fixed port lets a test replace the server behind one relay address.
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="smtp-sink-")
         os.chmod(self.dir, 0o777)
         self.dump_dir = os.path.join(self.dir, "dump")
