@@ -79,7 +79,9 @@ log() {
 	echo "# $*"
 }
 
-[ $# -eq 1 ] && [ "$1" = intake ] || usage
+if [ $# -ne 1 ] || [ "$1" != intake ]; then
+	usage
+fi
 
 # ---- build -------------------------------------------------------------
 
@@ -113,6 +115,7 @@ chmod 755 "$TMP" # the postgres user must reach the cluster directory
 HERALDD_PID=
 ok=0
 
+# shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM

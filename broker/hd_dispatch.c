@@ -106,6 +106,8 @@ struct hd_dispatch {
 
 	bool stopping;
 	bool claim_in_flight;
+	bool more_due;                /* the last claim came back full */
+	int64_t claim_requested;      /* max_n of the claim in flight */
 	int64_t next_claim_ms;
 	dp_job_t **loading;           /* jobs of the claim whose content is being fetched */
 	size_t loading_count;
@@ -595,6 +597,9 @@ static void dp_on_result(hd_dispatch_t *self, const hd_wire_result_t *r)
 	dp_job_free(self, job);
 	if (last_of_leaving)
 		dp_worker_gone(self, w, "bye");
+	/* Credit came back while deliveries are waiting: claim now. */
+	if (self->more_due)
+		self->next_claim_ms = 0;
 }
 
 /* ---- claiming --------------------------------------------------------------- */
@@ -721,11 +726,13 @@ static void dp_claim_done(void *arg, int code, const PGresult *res, const char *
 	int rows = PQntuples(res);
 	self->stats.claimed += (uint64_t)rows;
 	if (rows == 0) {
+		self->more_due = false;
 		self->claim_in_flight = false;
 		return;
 	}
-	/* A full claim means more is due: claim again without waiting. */
-	if (rows >= self->cfg->dispatch.claim_batch)
+	/* A full claim means more is due: claim again as soon as there is room. */
+	self->more_due = rows >= self->claim_requested;
+	if (self->more_due)
 		self->next_claim_ms = 0;
 	json_t *ids = json_array();
 	for (int r = 0; r < rows; r++) {
@@ -807,13 +814,18 @@ static void dp_maybe_claim(hd_dispatch_t *self, int64_t now_ms)
 		n = (int64_t)cap;
 	if (room < n)
 		n = room;
-	if (n <= 0)
+	if (n <= 0) {
+		/* No worker can take more now: look again after poll_ms (results
+		 * and READY frames wake the claimer earlier). */
+		self->next_claim_ms = now_ms + self->cfg->dispatch.poll_ms;
 		return;
+	}
 	char n_text[24], lease_text[24];
 	snprintf(n_text, sizeof(n_text), "%lld", (long long)n);
 	snprintf(lease_text, sizeof(lease_text), "%lld", (long long)self->cfg->dispatch.lease_ms);
 	const char *params[4] = {self->owner, channels, n_text, lease_text};
 	if (hd_pgconn_query(self->db, dp_claim_sql, 4, params, dp_claim_done, self) == HD_OK) {
+		self->claim_requested = n;
 		self->claim_in_flight = true;
 		self->next_claim_ms = now_ms + self->cfg->dispatch.poll_ms;
 	}

@@ -213,11 +213,23 @@ BEGIN
 	END IF;
 
 	-- The row lock is held until commit: links of one chain are
-	-- appended in commit order, each on top of the committed head.
-	SELECT c.seq, c.head INTO STRICT v_seq, v_head
+	-- appended in commit order, each on top of the committed head. Take
+	-- this backend's chain if free (or already ours), else the next free
+	-- one, so concurrent transactions never queue behind each other's
+	-- commit while any of the eight chains is free; wait only when all
+	-- eight are busy.
+	SELECT c.chain_id, c.seq, c.head INTO v_chain, v_seq, v_head
 	  FROM herald.audit_chains AS c
-	 WHERE c.chain_id = v_chain
-	   FOR UPDATE;
+	 ORDER BY (c.chain_id - v_chain + 8) % 8
+	 LIMIT 1
+	   FOR UPDATE SKIP LOCKED;
+	IF NOT FOUND THEN
+		v_chain := pg_backend_pid() % 8;
+		SELECT c.seq, c.head INTO STRICT v_seq, v_head
+		  FROM herald.audit_chains AS c
+		 WHERE c.chain_id = v_chain
+		   FOR UPDATE;
+	END IF;
 	v_seq := v_seq + 1;
 	v_at := clock_timestamp();
 	v_hash := herald.audit_link_hash(v_head, v_digest, v_chain, v_seq, v_at);
