@@ -124,6 +124,10 @@ max_connections = 200
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+# Keep and recycle WAL segments instead of creating (and zero-filling) new
+# ones in the middle of a commit, as a long-running server does.
+min_wal_size = 1GB
+max_wal_size = 2GB
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
