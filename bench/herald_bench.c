@@ -6,12 +6,16 @@
  *	                    [--size BYTES] [--window W] [--rate MSGS_PER_S]
  *	                    [--driver lib|raw] [--app NAME] [--key-prefix P]
  *	                    [--tick-us US] [--timeout-ms MS] [--latency-log FILE]
+ *	                    [--channel email|im] [--to R1,R2,...]
  *	herald-bench ping --endpoint EP [--wait-ms MS]
  * DESCRIPTION
  *	"intake" opens C producer connections (one DEALER socket each) and
  *	submits N general email messages of about BYTES bytes on the wire
  *	(one recipient, unique idempotency keys), message j going through
- *	connection j mod C. It records, per message, the time from sending
+ *	connection j mod C. --channel im submits IM messages instead, and
+ *	--to gives the recipients (email addresses or IM group names; message
+ *	j goes to the (j mod n)-th), required for im; email defaults to 1000
+ *	distinct addresses. It records, per message, the time from sending
  *	the request to receiving its ACK (monotonic clock) and prints one
  *	machine-readable line:
  *
@@ -49,7 +53,7 @@
  *	meanwhile is timestamped up to 1 ms late. All these errors make
  *	latencies look worse, never better.
  * LIMITS
- *	concurrency <= 1024, messages <= 20 million (three arrays of N
+ *	--to: at most 1000 recipients. concurrency <= 1024, messages <= 20 million (three arrays of N
  *	entries, 17 bytes per message, are allocated before the clock
  *	starts), size <= 1 MiB, window <= 65536.
  * EXIT STATUS
@@ -88,6 +92,7 @@
 #define HB_APP_DEFAULT      "herald-bench"
 #define HB_SENDER           "bench@example.com"
 #define HB_RECIPIENT_SPREAD 1000u    /* distinct recipient addresses */
+#define HB_MAX_TO           1000     /* --to list entries */
 
 typedef enum { HB_DRIVER_LIB, HB_DRIVER_RAW } hb_driver_t;
 
@@ -108,6 +113,9 @@ typedef struct hb_opts {
 	int timeout_ms;           /* lib: per attempt; raw: stall limit */
 	int wait_ms;              /* ping */
 	const char *latency_log;  /* NULL or a file for one line per message */
+	hd_channel_t channel;     /* email (default) or im */
+	char **to;                /* --to entries (owned), NULL = email default spread */
+	size_t to_count;
 } hb_opts_t;
 
 /* State shared by all connections; each message slot is written by one thread. */
@@ -198,9 +206,12 @@ static void hb_format_key(const hb_opts_t *o, size_t j, char *buf, size_t len)
 	snprintf(buf, len, "%s-%zu", o->key_prefix, j);
 }
 
-static void hb_format_to(size_t j, char *buf, size_t len)
+static void hb_format_to(const hb_opts_t *o, size_t j, char *buf, size_t len)
 {
-	snprintf(buf, len, "user%zu@example.com", j % HB_RECIPIENT_SPREAD);
+	if (o->to_count > 0)
+		snprintf(buf, len, "%s", o->to[j % o->to_count]);
+	else
+		snprintf(buf, len, "user%zu@example.com", j % HB_RECIPIENT_SPREAD);
 }
 
 static void hb_format_subject(size_t j, char *buf, size_t len)
@@ -211,11 +222,11 @@ static void hb_format_subject(size_t j, char *buf, size_t len)
 /* The wire form of message j (raw driver and size calibration). */
 static hd_msg_t *hb_wire_msg(const hb_run_t *r, size_t j, const char *body)
 {
-	char key[128], to[64], subject[64];
+	char key[128], to[HD_MAX_ADDR_BYTES + 1], subject[64];
 	hb_format_key(r->opts, j, key, sizeof(key));
-	hb_format_to(j, to, sizeof(to));
+	hb_format_to(r->opts, j, to, sizeof(to));
 	hb_format_subject(j, subject, sizeof(subject));
-	hd_msg_t *m = hd_msg_new(HD_CHANNEL_EMAIL);
+	hd_msg_t *m = hd_msg_new(r->opts->channel);
 	m->sender = hd_strdup(HB_SENDER);
 	hd_msg_add_to(m, to);
 	m->subject = hd_strdup(subject);
@@ -288,11 +299,11 @@ static void hb_lib_on_result(const herald_result_t *res, void *arg)
 
 static herald_msg_t *hb_lib_msg(const hb_run_t *r, size_t j)
 {
-	char key[128], to[64], subject[64];
+	char key[128], to[HD_MAX_ADDR_BYTES + 1], subject[64];
 	hb_format_key(r->opts, j, key, sizeof(key));
-	hb_format_to(j, to, sizeof(to));
+	hb_format_to(r->opts, j, to, sizeof(to));
 	hb_format_subject(j, subject, sizeof(subject));
-	herald_msg_t *m = herald_msg_new(HERALD_EMAIL);
+	herald_msg_t *m = herald_msg_new(r->opts->channel == HD_CHANNEL_IM ? HERALD_IM : HERALD_EMAIL);
 	if (!m || herald_msg_set_from(m, HB_SENDER) != HERALD_OK ||
 	    herald_msg_add_to(m, to) != HERALD_OK ||
 	    herald_msg_set_subject(m, subject) != HERALD_OK ||
@@ -692,13 +703,14 @@ static int hb_report(const hb_run_t *r, double cpu_s, int64_t end_ns)
 	size_t errors = failed + unanswered;
 	printf("intake concurrency=%d messages=%zu acks_per_s=%.0f p50_ms=%.2f p99_ms=%.2f "
 	       "max_ms=%.2f errors=%zu acks=%zu dups=%zu p90_ms=%.2f p999_ms=%.2f mean_ms=%.2f "
-	       "window=%d rate=%.0f driver=%s size=%zu elapsed_s=%.3f client_cpu_pct=%.0f\n",
+	       "window=%d rate=%.0f driver=%s size=%zu elapsed_s=%.3f client_cpu_pct=%.0f "
+	       "channel=%s\n",
 	       o->concurrency, o->messages, rate, hb_pct_ms(lat, n, 50), hb_pct_ms(lat, n, 99),
 	       n ? (double)lat[n - 1] / (double)HB_NS_PER_MS : 0.0, errors, acks, dups,
 	       hb_pct_ms(lat, n, 90), hb_pct_ms(lat, n, 99.9),
 	       n ? sum / (double)n / (double)HB_NS_PER_MS : 0.0, o->window, o->rate,
 	       o->driver == HB_DRIVER_LIB ? "lib" : "raw", o->size_bytes, elapsed_s,
-	       wall_s > 0 ? 100.0 * cpu_s / wall_s : 0.0);
+	       wall_s > 0 ? 100.0 * cpu_s / wall_s : 0.0, hd_channel_name(o->channel));
 	if (r->first_error[0])
 		fprintf(stderr, "herald-bench: first problem: %s\n", r->first_error);
 	free(lat);
@@ -784,7 +796,8 @@ static void hb_usage(FILE *out)
 	      "                           [--size BYTES] [--window W] [--rate MSGS_PER_S]\n"
 	      "                           [--driver lib|raw] [--app NAME] [--key-prefix P]\n"
 	      "                           [--tick-us US] [--timeout-ms MS]\n"
-	      "                           [--latency-log FILE]\n"
+	      "                           [--latency-log FILE] [--channel email|im]\n"
+	      "                           [--to R1,R2,...]\n"
 	      "       herald-bench ping --endpoint EP [--wait-ms MS]\n"
 	      "  --concurrency C   producer connections (default 1)\n"
 	      "  --messages N      messages in total (default 10000)\n"
@@ -797,7 +810,11 @@ static void hb_usage(FILE *out)
 	      "                    raw: one thread polling every socket, no resend\n"
 	      "  --timeout-ms MS   lib: reply timeout per attempt; raw: give up after MS\n"
 	      "                    without any reply (default 30000)\n"
-	      "  --latency-log F   write 'message send_ms ack_ms latency_ms state' lines\n", out);
+	      "  --latency-log F   write 'message send_ms ack_ms latency_ms state' lines\n"
+	      "  --channel CH      email (default) or im\n"
+	      "  --to LIST         comma-separated recipients, message j to the (j mod n)-th\n"
+	      "                    (required for im: group names; email default:\n"
+	      "                    user0..user999@example.com)\n", out);
 }
 
 static bool hb_parse_long(const char *s, long lo, long hi, long *out)
@@ -809,6 +826,36 @@ static bool hb_parse_long(const char *s, long lo, long hi, long *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+static void hb_free_to(hb_opts_t *o)
+{
+	for (size_t i = 0; i < o->to_count; i++)
+		free(o->to[i]);
+	free(o->to);
+	o->to = NULL;
+	o->to_count = 0;
+}
+
+/* --to: comma-separated, every entry 1..HD_MAX_ADDR_BYTES bytes, at most HB_MAX_TO. */
+static int hb_parse_to(hb_opts_t *o, const char *list)
+{
+	hb_free_to(o);
+	o->to = hd_calloc(HB_MAX_TO, sizeof(*o->to));
+	const char *p = list;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len == 0 || len > HD_MAX_ADDR_BYTES || o->to_count == HB_MAX_TO)
+			return -1;
+		char *item = hd_malloc(len + 1);
+		memcpy(item, p, len);
+		item[len] = '\0';
+		o->to[o->to_count++] = item;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
 }
 
 int main(int argc, char **argv)
@@ -845,6 +892,8 @@ int main(int argc, char **argv)
 		{"wait-ms", required_argument, NULL, 'W'},
 		{"latency-log", required_argument, NULL, 'L'},
 		{"tick-us", required_argument, NULL, 'T'},
+		{"channel", required_argument, NULL, 'C'},
+		{"to", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -911,22 +960,43 @@ int main(int argc, char **argv)
 				goto bad;
 			o.tick_us = (int)v;
 			break;
-		case 'h': hb_usage(stdout); return 0;
-		default: hb_usage(stderr); return 2;
+		case 'C':
+			if (strcmp(optarg, "email") == 0)
+				o.channel = HD_CHANNEL_EMAIL;
+			else if (strcmp(optarg, "im") == 0)
+				o.channel = HD_CHANNEL_IM;
+			else
+				goto bad;
+			break;
+		case 'R':
+			if (hb_parse_to(&o, optarg) != 0)
+				goto bad;
+			break;
+		case 'h': hb_usage(stdout); hb_free_to(&o); return 0;
+		default: hb_usage(stderr); hb_free_to(&o); return 2;
 		}
 	}
 	if (optind != argc)
 		goto bad_args;
-	if (strcmp(cmd, "intake") == 0)
-		return hb_cmd_intake(&o);
-	if (strcmp(cmd, "ping") == 0)
-		return hb_cmd_ping(&o);
-	fprintf(stderr, "herald-bench: unknown command '%s'\n", cmd);
-	hb_usage(stderr);
-	return 2;
+	int status = 2;
+	if (strcmp(cmd, "intake") == 0) {
+		if (o.channel == HD_CHANNEL_IM && o.to_count == 0) {
+			fprintf(stderr, "herald-bench: --channel im needs --to GROUP[,GROUP...]\n");
+			goto bad_args;
+		}
+		status = hb_cmd_intake(&o);
+	} else if (strcmp(cmd, "ping") == 0) {
+		status = hb_cmd_ping(&o);
+	} else {
+		fprintf(stderr, "herald-bench: unknown command '%s'\n", cmd);
+		hb_usage(stderr);
+	}
+	hb_free_to(&o);
+	return status;
 bad:
 	fprintf(stderr, "herald-bench: bad value '%s' for an option\n", optarg);
 bad_args:
 	hb_usage(stderr);
+	hb_free_to(&o);
 	return 2;
 }

@@ -2,7 +2,7 @@
 # NAME
 #	run.sh - Herald benchmarks on a private, throw-away stack
 # SYNOPSIS
-#	bench/run.sh intake
+#	bench/run.sh intake | email | im
 # DESCRIPTION
 #	intake: builds herald-bench, heraldd and heraldctl if needed, starts
 #	its own PostgreSQL 15 (deploy/pg-local.sh, default durability: fsync,
@@ -30,6 +30,34 @@
 #	Targets (ratio >= 3, p99 <= 20 ms at half peak) are printed, not
 #	enforced. Everything is stopped and removed on exit, even on failure
 #	(KEEP_TMP=1 keeps the directory for a post-mortem).
+#
+#	email: end to end, submission -> heraldd -> PostgreSQL -> herald-worker
+#	(email driver, libESMTP) -> smtp-sink, counted AT THE SINK (smtp-sink
+#	-c running counter). In the same run, the anchor: the same number of
+#	~1 KB messages through a private Postfix relay (smtp-source -s 8 ->
+#	Postfix smtpd on loopback -> relayhost = the same smtp-sink), and the
+#	sink's own capacity (smtp-source straight into it). Then every
+#	delivery must be in state 'sent' (else exit 1). Last line:
+#	  RESULT email herald=<msgs/s> anchor=<postfix msgs/s> ratio=<x.xx>
+#	Target ratio >= 10 (printed, not enforced).
+#
+#	im: end to end to webhooks: IM messages to IM_GROUPS groups of
+#	provider "generic" whose URLs point at a private nginx on loopback
+#	answering 204 (keep-alive), counted at nginx (its access log). The
+#	anchor, same run and same nginx: curl-anchor, one libcurl easy handle
+#	reused for keep-alive POSTs of a JSON body as large as Herald's, for
+#	ANCHOR_SECONDS; nginx's own rate and CPU during the anchor are shown,
+#	so the sink is known not to be the bottleneck. Every delivery must be
+#	'sent' at the end (else exit 1). Last line:
+#	  RESULT im herald=<msgs/s> anchor=<req/s> ratio=<x.xx>
+#	Target ratio >= 0.3 (printed, not enforced).
+#
+#	In email and im, the end-to-end time runs from just before the sender
+#	starts to the moment the sink counted the last message (polled every
+#	5 ms), so it includes the sender's start-up and connection set-up on
+#	both sides alike. heraldd's dispatch settings are tuned for
+#	throughput (DISPATCH_CONF) and the worker logs at warn (one info line
+#	per job would be logged otherwise).
 # ENVIRONMENT
 #	BUILD_DIR        build directory (default: <repo>/build-bench)
 #	CONCURRENCIES    closed-loop concurrencies (default "1 4 16 64")
@@ -45,8 +73,20 @@
 #	DRIVER           herald-bench driver: lib (default) or raw
 #	HERALDD_CONF     extra libconfig text appended to heraldd's config,
 #	                 e.g. 'intake = { batch_max_messages = 512; };'
+#	E2E_MESSAGES     email/im: messages per end-to-end run (default 20000)
+#	E2E_WARMUP       email/im: warm-up messages, not reported (default 2000)
+#	E2E_CONCURRENCY  email/im: herald-bench connections (default 4)
+#	WORKERS          email/im: herald-worker processes (default 1)
+#	WORKER_CREDIT    email/im: each worker's credit (default 2000)
+#	EMAIL_SESSIONS   email: SMTP sessions per worker (default 8)
+#	IM_GROUPS        im: groups the messages are spread over (default 8)
+#	IM_IN_FLIGHT     im: webhook requests in flight per worker (default 256)
+#	DISPATCH_CONF    email/im: heraldd's dispatch group (default:
+#	                 window 10000, claim_batch 1000, poll_ms 10,
+#	                 outcome_batch_max 2000, rate_limits [])
 # EXIT STATUS
-#	0 done and consistent; 1 a run failed or rows != ACKs; 2 usage.
+#	0 done and consistent; 1 a run failed, rows != ACKs, or (email, im)
+#	a delivery did not end 'sent'; 2 usage.
 set -euo pipefail
 
 PROG=${0##*/}
@@ -61,6 +101,16 @@ ANCHOR_SECONDS=${ANCHOR_SECONDS:-10}
 ANCHOR_RUNS=${ANCHOR_RUNS:-2}
 DRIVER=${DRIVER:-lib}
 HERALDD_CONF=${HERALDD_CONF:-}
+E2E_MESSAGES=${E2E_MESSAGES:-20000}
+E2E_WARMUP=${E2E_WARMUP:-2000}
+E2E_CONCURRENCY=${E2E_CONCURRENCY:-4}
+WORKERS=${WORKERS:-1}
+WORKER_CREDIT=${WORKER_CREDIT:-2000}
+EMAIL_SESSIONS=${EMAIL_SESSIONS:-8}
+IM_GROUPS=${IM_GROUPS:-8}
+IM_IN_FLIGHT=${IM_IN_FLIGHT:-256}
+DISPATCH_CONF=${DISPATCH_CONF:-'dispatch = { window = 10000; claim_batch = 1000; poll_ms = 10;
+  outcome_batch_max = 2000; rate_limits = []; };'}
 SIZE=500
 BROKER_ROLE=heraldd_bench
 PY=/usr/bin/python3
@@ -71,7 +121,7 @@ die() {
 }
 
 usage() {
-	echo "usage: $PROG intake" >&2
+	echo "usage: $PROG intake | email | im" >&2
 	exit 2
 }
 
@@ -79,9 +129,12 @@ log() {
 	echo "# $*"
 }
 
-if [ $# -ne 1 ] || [ "$1" != intake ]; then
-	usage
-fi
+[ $# -eq 1 ] || usage
+MODE=$1
+case "$MODE" in
+intake | email | im) ;;
+*) usage ;;
+esac
 
 # ---- build -------------------------------------------------------------
 
@@ -93,8 +146,11 @@ build() {
 		cmake -S "$REPO" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$out" 2>&1 ||
 			{ cat "$out" >&2; rm -f "$out"; die "cmake configure failed"; }
 	fi
-	log "building herald-bench heraldd heraldctl in $BUILD_DIR"
-	cmake --build "$BUILD_DIR" -j "$(nproc)" --target herald-bench heraldd heraldctl >"$out" 2>&1 ||
+	local targets=(herald-bench heraldd heraldctl)
+	[ "$MODE" = intake ] || targets+=(herald-worker)
+	[ "$MODE" != im ] || targets+=(curl-anchor)
+	log "building ${targets[*]} in $BUILD_DIR"
+	cmake --build "$BUILD_DIR" -j "$(nproc)" --target "${targets[@]}" >"$out" 2>&1 ||
 		{ cat "$out" >&2; rm -f "$out"; die "build failed"; }
 	rm -f "$out"
 }
@@ -103,36 +159,70 @@ build
 BENCH=$BUILD_DIR/bench/herald-bench
 HERALDD=$BUILD_DIR/broker/heraldd
 HERALDCTL=$BUILD_DIR/ctl/heraldctl
+WORKER=$BUILD_DIR/workers/herald-worker
+CURL_ANCHOR=$BUILD_DIR/bench/curl-anchor
 PGLOCAL=$REPO/deploy/pg-local.sh
-for b in "$BENCH" "$HERALDD" "$HERALDCTL"; do
+NEEDED=("$BENCH" "$HERALDD" "$HERALDCTL")
+[ "$MODE" = intake ] || NEEDED+=("$WORKER")
+[ "$MODE" != im ] || NEEDED+=("$CURL_ANCHOR")
+for b in "${NEEDED[@]}"; do
 	[ -x "$b" ] || die "missing $b after the build"
 done
+case "$MODE" in
+email) for b in smtp-sink smtp-source postfix postconf; do
+	command -v "$b" >/dev/null || die "$b not found (Debian package postfix)"
+done ;;
+im) command -v nginx >/dev/null || die "nginx not found (Debian package nginx-light)" ;;
+esac
 
 # ---- stack -------------------------------------------------------------
 
 TMP=$(mktemp -d /tmp/herald-bench.XXXXXX)
 chmod 755 "$TMP" # the postgres user must reach the cluster directory
 HERALDD_PID=
+WORKER_PIDS=()
+SINK_PIDS=()   # smtp-sink, nginx: stopped after heraldd
+POSTFIX_CONF=  # set once the private Postfix was started
 ok=0
+
+# stop_pid PID: TERM, up to 10 s, then KILL.
+stop_pid() {
+	kill -0 "$1" 2>/dev/null || return 0
+	kill -TERM "$1" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null || true
+}
 
 # shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [ -n "$HERALDD_PID" ] && kill -0 "$HERALDD_PID" 2>/dev/null; then
-		kill -TERM "$HERALDD_PID" 2>/dev/null || true
-		for _ in $(seq 1 100); do
-			kill -0 "$HERALDD_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$HERALDD_PID" 2>/dev/null || true
+	local pid
+	for pid in "${WORKER_PIDS[@]}"; do
+		stop_pid "$pid"
+	done
+	if [ -n "$HERALDD_PID" ]; then
+		stop_pid "$HERALDD_PID"
 	fi
+	if [ -n "$POSTFIX_CONF" ]; then
+		postfix -c "$POSTFIX_CONF" stop >/dev/null 2>&1 || true
+	fi
+	for pid in "${SINK_PIDS[@]}"; do
+		stop_pid "$pid"
+	done
 	if [ -d "$TMP/pg" ]; then
 		"$PGLOCAL" stop "$TMP/pg" >/dev/null 2>&1 || true
 	fi
-	if [ "$ok" != 1 ] && [ -f "$TMP/heraldd.log" ]; then
-		echo "--- heraldd log (tail) ---" >&2
-		tail -n 20 "$TMP/heraldd.log" >&2 || true
+	if [ "$ok" != 1 ]; then
+		local f
+		for f in "$TMP"/heraldd.log "$TMP"/worker-*.log; do
+			[ -f "$f" ] || continue
+			echo "--- ${f##*/} (tail) ---" >&2
+			tail -n 20 "$f" >&2 || true
+		done
 	fi
 	if [ -n "${KEEP_TMP:-}" ]; then
 		echo "$PROG: kept $TMP" >&2
@@ -172,18 +262,26 @@ sql "CREATE ROLE $BROKER_ROLE LOGIN IN ROLE herald_broker"
 
 HPORT=$(free_port)
 ENDPOINT=tcp://127.0.0.1:$HPORT
+MODE_CONF=
+[ "$MODE" = intake ] || MODE_CONF=$DISPATCH_CONF
 cat >"$TMP/heraldd.conf" <<EOF
 listen = "$ENDPOINT";
 log_level = "info";
+$MODE_CONF
 $HERALDD_CONF
 EOF
 HERALDD_ARGS=(-c "$TMP/heraldd.conf" --db "$BROKER_URL")
 # The dispatcher's worker endpoint gets a free port too: the default one
 # may be taken by another stack on this machine.
 HERALDD_HELP=$("$HERALDD" --help 2>&1 || true)
+DISPATCH_EP=
 case "$HERALDD_HELP" in
-*--dispatch-listen*) HERALDD_ARGS+=(--dispatch-listen "tcp://127.0.0.1:$(free_port)") ;;
+*--dispatch-listen*)
+	DISPATCH_EP="tcp://127.0.0.1:$(free_port)"
+	HERALDD_ARGS+=(--dispatch-listen "$DISPATCH_EP")
+	;;
 esac
+[ "$MODE" = intake ] || [ -n "$DISPATCH_EP" ] || die "this heraldd has no --dispatch-listen"
 "$HERALDD" "${HERALDD_ARGS[@]}" >"$TMP/heraldd.log" 2>&1 &
 HERALDD_PID=$!
 ready=0
@@ -198,6 +296,11 @@ done
 log "heraldd pid $HERALDD_PID on $ENDPOINT; config:"
 "$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null | grep -E '^[[:space:]]*(batch_max_messages|batch_max_wait_ms|max_pending|connections) =' |
 	sed 's/^[[:space:]]*/#   /' || true
+if [ "$MODE" != intake ]; then
+	"$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null |
+		sed -n '/^dispatch = {/,/^};/p' | grep -E '^[[:space:]]*(window|claim_batch|poll_ms|outcome_batch_max|rate_limits) =' |
+		sed 's/^[[:space:]]*/#   dispatch./' || true
+fi
 
 PG_POSTMASTER=$(head -n 1 "$TMP/pg/data/postmaster.pid")
 
@@ -309,6 +412,7 @@ window_for() {
 	echo "$w"
 }
 
+mode_intake() {
 # ---- 1. closed loop ------------------------------------------------------
 
 log "warm-up"
@@ -445,3 +549,12 @@ fi
 [ "$status" -ne 0 ] || ok=1
 echo "RESULT intake herald=$PEAK anchor=$ANCHOR ratio=$RATIO p99_ms=$HALF_P99"
 exit "$status"
+}
+
+. "$REPO/bench/e2e.sh"
+
+case "$MODE" in
+intake) mode_intake ;;
+email) mode_email ;;
+im) mode_im ;;
+esac

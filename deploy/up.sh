@@ -37,13 +37,26 @@ stop_all() {
 	for pid in "${pids[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
+	# Give everything 15 s to finish cleanly (heraldd commits what it
+	# holds, workers report, bearerbox drains), then stop what is left.
+	for _ in $(seq 1 150); do
+		alive=0
+		for pid in "${pids[@]}"; do
+			if kill -0 "$pid" 2>/dev/null; then
+				alive=1
+			fi
+		done
+		[ "$alive" -eq 1 ] || break
+		sleep 0.1
+	done
 	for pid in "${pids[@]}"; do
-		wait "$pid" 2>/dev/null || true
+		kill -KILL "$pid" 2>/dev/null || true
 	done
 	if [ -n "$private_pg" ]; then
 		./deploy/pg-local.sh stop "$private_pg" >/dev/null || true
 	fi
 	echo "up: stopped"
+	exit 0
 }
 trap stop_all INT TERM EXIT
 
@@ -197,4 +210,7 @@ Look at it in the database:
 Press Ctrl-C to stop everything.
 EOT
 
-wait "${pids[@]}"
+# Sleep until Ctrl-C (or SIGTERM) runs stop_all.
+while true; do
+	sleep 1
+done
