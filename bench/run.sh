@@ -56,8 +56,8 @@
 #	starts to the moment the sink counted the last message (polled every
 #	5 ms), so it includes the sender's start-up and connection set-up on
 #	both sides alike. heraldd's dispatch settings are tuned for
-#	throughput (DISPATCH_CONF) and the worker logs at warn (one info line
-#	per job would be logged otherwise).
+#	throughput (DISPATCH_CONF); heraldd and the workers log at LOG_LEVEL
+#	(default info, as deployed: one line per delivery in each).
 # ENVIRONMENT
 #	BUILD_DIR        build directory (default: <repo>/build-bench)
 #	CONCURRENCIES    closed-loop concurrencies (default "1 4 16 64")
@@ -77,10 +77,14 @@
 #	E2E_WARMUP       email/im: warm-up messages, not reported (default 2000)
 #	E2E_CONCURRENCY  email/im: herald-bench connections (default 4)
 #	WORKERS          email/im: herald-worker processes (default 1)
-#	WORKER_CREDIT    email/im: each worker's credit (default 2000)
+#	WORKER_CREDIT    email: each worker's credit and max_jobs (default 2000)
 #	EMAIL_SESSIONS   email: SMTP sessions per worker (default 8)
 #	IM_GROUPS        im: groups the messages are spread over (default 8)
-#	IM_IN_FLIGHT     im: webhook requests in flight per worker (default 256)
+#	IM_IN_FLIGHT     im: webhook requests in flight per worker, also its
+#	                 credit (default 256)
+#	E2E_TIMEOUT_S    email/im: give up when the sink has not counted every
+#	                 message after this long (default 120)
+#	LOG_LEVEL        email/im: heraldd's and the workers' log_level (default info)
 #	DISPATCH_CONF    email/im: heraldd's dispatch group (default:
 #	                 window 10000, claim_batch 1000, poll_ms 10,
 #	                 outcome_batch_max 2000, rate_limits [])
@@ -109,6 +113,8 @@ WORKER_CREDIT=${WORKER_CREDIT:-2000}
 EMAIL_SESSIONS=${EMAIL_SESSIONS:-8}
 IM_GROUPS=${IM_GROUPS:-8}
 IM_IN_FLIGHT=${IM_IN_FLIGHT:-256}
+LOG_LEVEL=${LOG_LEVEL:-info}
+E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-120}
 DISPATCH_CONF=${DISPATCH_CONF:-'dispatch = { window = 10000; claim_batch = 1000; poll_ms = 10;
   outcome_batch_max = 2000; rate_limits = []; };'}
 SIZE=500
@@ -259,14 +265,24 @@ done
 "$HERALDCTL" --db "$DB_URL" db migrate >"$TMP/migrate.log" 2>&1 ||
 	{ cat "$TMP/migrate.log" >&2; die "heraldctl db migrate failed"; }
 sql "CREATE ROLE $BROKER_ROLE LOGIN IN ROLE herald_broker"
+# Only known staff may send (POLICY): make herald-bench's sender staff.
+if [ "$(sql "SELECT to_regprocedure('herald.org_import(jsonb)') IS NOT NULL")" = t ]; then
+	sql "SELECT * FROM herald.org_import('{\"departments\": [{\"name\": \"Bench\", \"head\": \"bench@example.com\"}],
+		\"staff\": [{\"address\": \"bench@example.com\", \"name\": \"Herald Bench\",
+		\"department\": \"Bench\", \"roles\": [\"employee\"]}]}'::jsonb)" >/dev/null
+fi
 
 HPORT=$(free_port)
 ENDPOINT=tcp://127.0.0.1:$HPORT
 MODE_CONF=
-[ "$MODE" = intake ] || MODE_CONF=$DISPATCH_CONF
+HERALDD_LOG_LEVEL=info
+if [ "$MODE" != intake ]; then
+	MODE_CONF=$DISPATCH_CONF
+	HERALDD_LOG_LEVEL=$LOG_LEVEL
+fi
 cat >"$TMP/heraldd.conf" <<EOF
 listen = "$ENDPOINT";
-log_level = "info";
+log_level = "$HERALDD_LOG_LEVEL";
 $MODE_CONF
 $HERALDD_CONF
 EOF

@@ -9,22 +9,49 @@
  */
 #include "hd_classify.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hd_mem.h"
 
+typedef struct hd_keywords {
+	char **words;          /* ASCII-folded */
+	size_t *lens;
+	size_t count;
+} hd_keywords_t;
+
 struct hd_classify {
 	int64_t bulk_threshold;
 	char *important_tag;
-	char **keywords;       /* ASCII-folded */
-	size_t *keyword_lens;
-	size_t keyword_count;
+	hd_keywords_t sensitive;
+	hd_keywords_t major;
 };
 
 static unsigned char hd_classify_fold(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+static void hd_keywords_set(hd_keywords_t *k, char *const *words, size_t count)
+{
+	for (size_t i = 0; i < k->count; i++)
+		free(k->words[i]);
+	free(k->words);
+	free(k->lens);
+	k->words = hd_calloc(count ? count : 1, sizeof(char *));
+	k->lens = hd_calloc(count ? count : 1, sizeof(size_t));
+	k->count = 0;
+	for (size_t i = 0; i < count; i++) {
+		size_t len = strlen(words[i]);
+		if (len == 0)
+			continue;
+		char *w = hd_strndup(words[i], len);
+		for (size_t j = 0; j < len; j++)
+			w[j] = (char)hd_classify_fold((unsigned char)w[j]);
+		k->words[k->count] = w;
+		k->lens[k->count++] = len;
+	}
 }
 
 hd_classify_t *hd_classify_new(int64_t bulk_threshold, const char *important_tag,
@@ -33,19 +60,14 @@ hd_classify_t *hd_classify_new(int64_t bulk_threshold, const char *important_tag
 	hd_classify_t *self = hd_calloc(1, sizeof(*self));
 	self->bulk_threshold = bulk_threshold;
 	self->important_tag = hd_strdup(important_tag ? important_tag : "");
-	self->keywords = hd_calloc(keyword_count ? keyword_count : 1, sizeof(char *));
-	self->keyword_lens = hd_calloc(keyword_count ? keyword_count : 1, sizeof(size_t));
-	for (size_t i = 0; i < keyword_count; i++) {
-		size_t len = strlen(keywords[i]);
-		if (len == 0)
-			continue;
-		char *k = hd_strndup(keywords[i], len);
-		for (size_t j = 0; j < len; j++)
-			k[j] = (char)hd_classify_fold((unsigned char)k[j]);
-		self->keywords[self->keyword_count] = k;
-		self->keyword_lens[self->keyword_count++] = len;
-	}
+	hd_keywords_set(&self->sensitive, keywords, keyword_count);
+	hd_keywords_set(&self->major, NULL, 0);
 	return self;
+}
+
+void hd_classify_set_major_keywords(hd_classify_t *self, char *const *keywords, size_t count)
+{
+	hd_keywords_set(&self->major, keywords, count);
 }
 
 void hd_classify_destroy(hd_classify_t **self_p)
@@ -53,10 +75,12 @@ void hd_classify_destroy(hd_classify_t **self_p)
 	if (!self_p || !*self_p)
 		return;
 	hd_classify_t *self = *self_p;
-	for (size_t i = 0; i < self->keyword_count; i++)
-		free(self->keywords[i]);
-	free(self->keywords);
-	free(self->keyword_lens);
+	hd_keywords_set(&self->sensitive, NULL, 0);
+	hd_keywords_set(&self->major, NULL, 0);
+	free(self->sensitive.words);
+	free(self->sensitive.lens);
+	free(self->major.words);
+	free(self->major.lens);
 	free(self->important_tag);
 	free(self);
 	*self_p = NULL;
@@ -81,20 +105,52 @@ static int hd_classify_contains(const char *text, const char *needle, size_t nee
 	return 0;
 }
 
-hd_class_t hd_classify_message(const hd_classify_t *self, const hd_msg_t *msg)
+static bool hd_classify_any(const hd_keywords_t *k, const hd_msg_t *msg)
 {
+	for (size_t i = 0; i < k->count; i++)
+		if (hd_classify_contains(msg->subject, k->words[i], k->lens[i]) ||
+		    hd_classify_contains(msg->body, k->words[i], k->lens[i]))
+			return true;
+	return false;
+}
+
+hd_classify_result_t hd_classify_explain(const hd_classify_t *self, const hd_msg_t *msg)
+{
+	hd_classify_result_t r = {.klass = HD_CLASS_GENERAL};
+	r.major = (msg->flags & HD_FLAG_MAJOR) || hd_classify_any(&self->major, msg);
+	r.important = (msg->flags & HD_FLAG_IMPORTANT) || r.major ||
+		      (*self->important_tag && msg->subject &&
+		       strstr(msg->subject, self->important_tag)) ||
+		      hd_classify_any(&self->sensitive, msg);
 	if ((msg->flags & HD_FLAG_BULK) ||
 	    (int64_t)hd_msg_recipient_count(msg) >= self->bulk_threshold)
-		return HD_CLASS_BULK;
-	if (msg->flags & HD_FLAG_IMPORTANT)
-		return HD_CLASS_IMPORTANT;
-	if (*self->important_tag && msg->subject && strstr(msg->subject, self->important_tag))
-		return HD_CLASS_IMPORTANT;
-	for (size_t i = 0; i < self->keyword_count; i++)
-		if (hd_classify_contains(msg->subject, self->keywords[i], self->keyword_lens[i]) ||
-		    hd_classify_contains(msg->body, self->keywords[i], self->keyword_lens[i]))
-			return HD_CLASS_IMPORTANT;
-	return HD_CLASS_GENERAL;
+		r.klass = HD_CLASS_BULK;
+	else if (r.important)
+		r.klass = HD_CLASS_IMPORTANT;
+	return r;
+}
+
+hd_class_t hd_classify_message(const hd_classify_t *self, const hd_msg_t *msg)
+{
+	return hd_classify_explain(self, msg).klass;
+}
+
+bool hd_classify_tag_subject(const hd_classify_t *self, hd_msg_t *msg, size_t max_bytes)
+{
+	const char *tag = self->important_tag;
+	if (!*tag || msg->channel != HD_CHANNEL_EMAIL)
+		return false;
+	const char *subject = msg->subject ? msg->subject : "";
+	if (strstr(subject, tag))
+		return false;
+	size_t len = strlen(tag) + 1 + strlen(subject);
+	if (len > max_bytes)
+		return false;
+	char *tagged = hd_malloc(len + 1);
+	snprintf(tagged, len + 1, "%s%s%s", tag, *subject ? " " : "", subject);
+	free(msg->subject);
+	msg->subject = tagged;
+	return true;
 }
 
 const char *hd_classify_initial_state(hd_class_t klass)

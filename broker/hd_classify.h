@@ -14,6 +14,7 @@
 #ifndef HD_CLASSIFY_H
 #define HD_CLASSIFY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,15 +22,39 @@
 
 typedef struct hd_classify hd_classify_t;
 
-/* Caller owns the result. keywords are copied; empty ones are ignored. */
+/* Caller owns the result. Keyword lists are copied; empty ones are ignored. */
 hd_classify_t *hd_classify_new(int64_t bulk_threshold, const char *important_tag,
 			       char *const *keywords, size_t keyword_count);
+
+/*
+ * Major-keyword list (POLICY A2.1: "when necessary, also approved by
+ * senior leadership"): a match makes an important message major. Copied.
+ */
+void hd_classify_set_major_keywords(hd_classify_t *self, char *const *keywords, size_t count);
+
+/* What the approval rules need besides the class. */
+typedef struct hd_classify_result {
+	hd_class_t klass;
+	bool important;  /* flag, subject tag or sensitive keyword, whatever the class */
+	bool major;      /* flag or major keyword: needs senior leadership too */
+} hd_classify_result_t;
+
+/* Class plus the important and major signals of msg. */
+hd_classify_result_t hd_classify_explain(const hd_classify_t *self, const hd_msg_t *msg);
 
 /* NULL-safe; sets *self_p to NULL. */
 void hd_classify_destroy(hd_classify_t **self_p);
 
 /* The class of msg. */
 hd_class_t hd_classify_message(const hd_classify_t *self, const hd_msg_t *msg);
+
+/*
+ * POLICY E1: an important email carries the important tag before its
+ * subject, exactly once. Prefixes "<tag> " when the subject does not
+ * already contain the tag and the result fits max_bytes; returns true
+ * when it changed msg->subject.
+ */
+bool hd_classify_tag_subject(const hd_classify_t *self, hd_msg_t *msg, size_t max_bytes);
 
 /* The delivery state a new message of klass starts in: "queued" or "held". */
 const char *hd_classify_initial_state(hd_class_t klass);

@@ -107,11 +107,14 @@ struct hd_dispatch {
 	bool stopping;
 	bool claim_in_flight;
 	bool more_due;                /* the last claim came back full */
+	bool woken;                   /* new work was announced while a claim ran */
 	int64_t claim_requested;      /* max_n of the claim in flight */
 	int64_t next_claim_ms;
 	dp_job_t **loading;           /* jobs of the claim whose content is being fetched */
 	size_t loading_count;
 
+	int64_t next_tick_ms;         /* approval expiries and reminders */
+	bool tick_in_flight;
 	json_t *outcomes;             /* waiting to be recorded */
 	bool outcome_in_flight;
 	int64_t next_workers_report_ms;
@@ -322,6 +325,9 @@ static void dp_buckets_prune(hd_dispatch_t *self, int64_t now_ms)
 
 /* ---- lifecycle -------------------------------------------------------------- */
 
+static void dp_on_db_up(void *arg);
+static void dp_on_notify(void *arg, const char *channel, const char *payload);
+
 hd_dispatch_t *hd_dispatch_new(void *zmq_ctx, const hd_config_t *cfg, const char *conninfo,
 			       char *err, size_t errlen)
 {
@@ -372,6 +378,7 @@ hd_dispatch_t *hd_dispatch_new(void *zmq_ctx, const hd_config_t *cfg, const char
 		.statement_timeout_ms = cfg->database.statement_timeout_ms,
 	};
 	self->db = hd_pgconn_new(&o);
+	hd_pgconn_set_hooks(self->db, dp_on_db_up, dp_on_notify, self);
 	hd_info("dispatch.start", "listen=%s owner=%s window=%lld lease_ms=%lld",
 		cfg->dispatch.listen, self->owner, (long long)cfg->dispatch.window,
 		(long long)cfg->dispatch.lease_ms);
@@ -725,6 +732,11 @@ static void dp_claim_done(void *arg, int code, const PGresult *res, const char *
 	}
 	int rows = PQntuples(res);
 	self->stats.claimed += (uint64_t)rows;
+	/* Work announced while this claim ran may have missed it: look again. */
+	if (self->woken) {
+		self->woken = false;
+		self->next_claim_ms = 0;
+	}
 	if (rows == 0) {
 		self->more_due = false;
 		self->claim_in_flight = false;
@@ -1011,6 +1023,62 @@ static void dp_report_workers(hd_dispatch_t *self, int64_t now_ms)
 	free(text);
 }
 
+/* ---- approvals: wake-ups, expiries and reminders --------------------------- */
+
+static void dp_listen_done(void *arg, int code, const PGresult *res, const char *why)
+{
+	(void)arg;
+	(void)res;
+	if (code != HD_OK)
+		hd_warn("dispatch.listen_failed", "reason=\"%s\"", why ? why : "");
+}
+
+static void dp_on_db_up(void *arg)
+{
+	hd_dispatch_t *self = arg;
+	/* NOTIFY is a hint: a release wakes the claimer at once; polling
+	 * covers notifications lost while the connection was down. */
+	hd_pgconn_query(self->db, "LISTEN herald_released", 0, NULL, dp_listen_done, self);
+	self->next_claim_ms = 0;
+}
+
+static void dp_on_notify(void *arg, const char *channel, const char *payload)
+{
+	hd_dispatch_t *self = arg;
+	(void)channel;
+	hd_debug("dispatch.released", "message_id=%s", payload ? payload : "");
+	hd_dispatch_wake(self);
+}
+
+static void dp_tick_done(void *arg, int code, const PGresult *res, const char *why)
+{
+	hd_dispatch_t *self = arg;
+	self->tick_in_flight = false;
+	if (code != HD_OK) {
+		hd_warn("approval.tick_failed", "reason=\"%s\"", why ? why : "");
+		return;
+	}
+	if (PQntuples(res) == 1) {
+		long expired = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+		long reminded = strtol(PQgetvalue(res, 0, 1), NULL, 10);
+		if (expired || reminded) {
+			hd_info("approval.tick", "expired=%ld reminded=%ld", expired, reminded);
+			hd_dispatch_wake(self); /* the notifications are queued deliveries */
+		}
+	}
+}
+
+static void dp_approval_tick(hd_dispatch_t *self, int64_t now_ms)
+{
+	if (self->stopping || self->tick_in_flight || now_ms < self->next_tick_ms ||
+	    !hd_pgconn_is_up(self->db))
+		return;
+	self->next_tick_ms = now_ms + self->cfg->approval.tick_ms;
+	if (hd_pgconn_query(self->db, "SELECT expired, reminded FROM herald.approval_tick()", 0,
+			    NULL, dp_tick_done, self) == HD_OK)
+		self->tick_in_flight = true;
+}
+
 /* ---- loop glue -------------------------------------------------------------- */
 
 size_t hd_dispatch_poll_items(hd_dispatch_t *self, zmq_pollitem_t *items, size_t max)
@@ -1032,6 +1100,7 @@ void hd_dispatch_handle(hd_dispatch_t *self, int64_t now_ms, const zmq_pollitem_
 	dp_flush_outcomes(self);
 	dp_maybe_claim(self, now_ms);
 	dp_report_workers(self, now_ms);
+	dp_approval_tick(self, now_ms);
 	dp_buckets_prune(self, now_ms);
 	/* Anything queued above goes out in this same turn. */
 	hd_pgconn_handle(self->db, now_ms, NULL);
@@ -1076,6 +1145,7 @@ bool hd_dispatch_is_idle(const hd_dispatch_t *self)
 void hd_dispatch_wake(hd_dispatch_t *self)
 {
 	self->next_claim_ms = 0;
+	self->woken = self->claim_in_flight;
 }
 
 hd_dispatch_stats_t hd_dispatch_stats(const hd_dispatch_t *self)

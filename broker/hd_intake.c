@@ -16,6 +16,7 @@
 
 #include "hd_envelope.h"
 #include "hd_err.h"
+#include "hd_limits.h"
 #include "hd_log.h"
 #include "hd_mem.h"
 
@@ -118,6 +119,16 @@ static void hd_intake_send_error(hd_intake_t *self, const unsigned char *route,
 void hd_intake_on_stored(void *arg, hd_store_item_t *item, const hd_store_result_t *result)
 {
 	hd_intake_t *self = arg;
+	if (result->code == HD_E_INVALID) {
+		self->stats.rejected++;
+		hd_warn("intake.reject", "rid=%llu app=%s code=%s field=%s reason=\"%s\"",
+			(unsigned long long)item->rid, item->app, hd_err_name(result->code),
+			result->field, result->reason);
+		hd_intake_send_error(self, item->route, item->route_len, item->req_delimiter,
+				     item->rid, result->code, result->field, result->reason);
+		hd_store_item_destroy(&item);
+		return;
+	}
 	if (result->code != HD_OK) {
 		self->stats.unavailable++;
 		hd_intake_send_error(self, item->route, item->route_len, item->req_delimiter,
@@ -191,7 +202,40 @@ static void hd_intake_handle_request(hd_intake_t *self, const unsigned char *rou
 	req.app = NULL;
 	req.msg = NULL;
 	hd_request_clear(&req);
-	item->klass = hd_classify_message(self->classify, item->msg);
+	hd_classify_result_t cls = hd_classify_explain(self->classify, item->msg);
+	item->klass = cls.klass;
+	item->important = cls.important;
+	item->major = cls.major;
+
+	if (cls.important)
+		hd_classify_tag_subject(self->classify, item->msg, HD_MAX_SUBJECT_BYTES);
+
+	/* POLICY A3: a bulk send needs its application form, and the form's
+	 * recipient count must be the message's. */
+	const char *bulk_field = NULL;
+	char bulk_reason[160];
+	size_t recipients = hd_msg_recipient_count(item->msg);
+	if (item->klass == HD_CLASS_BULK && !item->msg->bulk) {
+		bulk_field = "msg.bulk";
+		snprintf(bulk_reason, sizeof(bulk_reason),
+			 "a bulk message (%zu recipients) needs a bulk application: purpose, "
+			 "audience, recipient_count, summary (POLICY A3)", recipients);
+	} else if (item->msg->bulk && item->msg->bulk->recipient_count != recipients) {
+		bulk_field = "msg.bulk.recipient_count";
+		snprintf(bulk_reason, sizeof(bulk_reason),
+			 "the bulk application says %u recipients, the message has %zu",
+			 item->msg->bulk->recipient_count, recipients);
+	}
+	if (bulk_field) {
+		self->stats.rejected++;
+		hd_warn("intake.reject", "rid=%llu app=%s code=%s field=%s reason=\"%s\"",
+			(unsigned long long)item->rid, item->app, hd_err_name(HD_E_POLICY),
+			bulk_field, bulk_reason);
+		hd_intake_send_error(self, route, route_len, req_delimiter, item->rid, HD_E_POLICY,
+				     bulk_field, bulk_reason);
+		hd_store_item_destroy(&item);
+		return;
+	}
 
 	rc = self->store ? hd_store_submit(self->store, item) : HD_E_UNAVAILABLE;
 	if (rc != HD_OK) {

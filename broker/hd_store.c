@@ -60,7 +60,7 @@ struct hd_store {
 };
 
 static const char hd_store_intake_sql[] =
-	"SELECT ord, message_id, class, state, duplicate FROM herald.intake_batch($1::jsonb)";
+	"SELECT ord, message_id, class, state, duplicate, error FROM herald.intake_batch($1::jsonb)";
 
 /* ---- items ------------------------------------------------------------ */
 
@@ -271,7 +271,8 @@ static json_t *hd_store_json_strings(char *const *v, size_t n)
 	return a;
 }
 
-static json_t *hd_store_encode_item(const hd_store_item_t *item, size_t ord)
+static json_t *hd_store_encode_item(const hd_store_t *self, const hd_store_item_t *item,
+				    size_t ord)
 {
 	const hd_msg_t *m = item->msg;
 	json_t *o = json_object();
@@ -281,6 +282,13 @@ static json_t *hd_store_encode_item(const hd_store_item_t *item, size_t ord)
 	json_object_set_new_nocheck(o, "channel", json_string(hd_channel_name(m->channel)));
 	json_object_set_new_nocheck(o, "sender", hd_store_json_str(m->sender));
 	json_object_set_new_nocheck(o, "class", json_string(hd_class_name(item->klass)));
+	json_object_set_new_nocheck(o, "important", json_boolean(item->important));
+	json_object_set_new_nocheck(o, "major", json_boolean(item->major));
+	json_object_set_new_nocheck(o, "approval_due_s",
+				    json_integer((json_int_t)self->opts.approval_due_s));
+	json_object_set_new_nocheck(o, "reminder_s", self->opts.approval_reminder_s > 0
+				    ? json_integer((json_int_t)self->opts.approval_reminder_s)
+				    : json_null());
 	json_object_set_new_nocheck(o, "state",
 				    json_string(item->klass == HD_CLASS_GENERAL ? "queued" : "held"));
 	json_object_set_new_nocheck(o, "subject", hd_store_json_str(m->subject));
@@ -394,7 +402,7 @@ static void hd_store_flush(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 			table[slot] = c->inflight_count + 1;
 		}
 		c->inflight[c->inflight_count++] = item;
-		json_array_append_new(batch, hd_store_encode_item(item, c->inflight_count));
+		json_array_append_new(batch, hd_store_encode_item(self, item, c->inflight_count));
 	}
 	free(table);
 
@@ -494,6 +502,19 @@ static void hd_store_batch_done(hd_store_t *self, hd_store_conn_t *c)
 			  : strcmp(klass, "important") == 0 ? HD_CLASS_IMPORTANT : HD_CLASS_GENERAL;
 		snprintf(out.state, sizeof(out.state), "%s", PQgetvalue(res, r, 3));
 		out.duplicate = PQgetvalue(res, r, 4)[0] == 't';
+		if (!PQgetisnull(res, r, 5)) {
+			/* The database refused this entry alone; nothing was written for it. */
+			const char *error = PQgetvalue(res, r, 5);
+			out.code = HD_E_INVALID;
+			if (strcmp(error, "unknown_sender") == 0) {
+				snprintf(out.field, sizeof(out.field), "msg.from");
+				snprintf(out.reason, sizeof(out.reason), "sender %s is not known staff",
+					 item->msg->sender);
+			} else {
+				snprintf(out.field, sizeof(out.field), "msg");
+				snprintf(out.reason, sizeof(out.reason), "refused: %s", error);
+			}
+		}
 		hd_store_complete(self, item, &out);
 	}
 	for (size_t i = 0; i < n; i++)

@@ -47,6 +47,8 @@ typedef struct hd_store_item {
 	char *app;                        /* owned */
 	hd_msg_t *msg;                    /* owned */
 	hd_class_t klass;
+	bool important;                   /* for the approval rules (hd_classify_explain) */
+	bool major;
 	int64_t enqueued_ms;              /* monotonic, set by hd_store_submit */
 	/* Reply routing, owned by the caller and opaque to the store. */
 	uint64_t rid;
@@ -56,7 +58,9 @@ typedef struct hd_store_item {
 } hd_store_item_t;
 
 typedef struct hd_store_result {
-	int code;                /* HD_OK or HD_E_UNAVAILABLE / HD_E_INTERNAL */
+	int code;                /* HD_OK, HD_E_INVALID (refused by the database's rules,
+				  * e.g. an unknown sender), HD_E_UNAVAILABLE, HD_E_INTERNAL */
+	char field[96];          /* for HD_E_INVALID: the request field at fault */
 	int64_t id;              /* message id */
 	hd_class_t klass;        /* the class stored (the original one for duplicates) */
 	char state[16];          /* "queued" | "held" */
@@ -77,6 +81,8 @@ typedef struct hd_store_options {
 	int64_t reconnect_min_ms;
 	int64_t reconnect_max_ms;
 	int64_t statement_timeout_ms;
+	int64_t approval_due_s;          /* passed to intake_batch for held messages */
+	int64_t approval_reminder_s;     /* 0 = no reminder */
 } hd_store_options_t;
 
 /* Caller owns the result. Starts connecting at the first hd_store_handle. */

@@ -83,6 +83,8 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 						  cfg->classify.important_tag,
 						  cfg->classify.sensitive_keywords,
 						  cfg->classify.sensitive_keyword_count);
+	hd_classify_set_major_keywords(classify, cfg->classify.major_keywords,
+				       cfg->classify.major_keyword_count);
 	/* ZeroMQ starts its I/O threads with the first socket. They inherit
 	 * this mask, so SIGINT/SIGTERM always interrupt the main thread's
 	 * zmq_poll instead of landing in a thread that never looks. */
@@ -110,6 +112,8 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		.reconnect_min_ms = cfg->database.reconnect_min_ms,
 		.reconnect_max_ms = cfg->database.reconnect_max_ms,
 		.statement_timeout_ms = cfg->database.statement_timeout_ms,
+		.approval_due_s = cfg->approval.due_s,
+		.approval_reminder_s = cfg->approval.reminder_s,
 	};
 	hd_store_t *store = hd_store_new(&sopts, hd_intake_on_stored, intake);
 	hd_intake_attach_store(intake, store);
@@ -129,6 +133,7 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		(long long)cfg->intake.batch_max_wait_ms, (long long)cfg->database.connections);
 
 	int64_t stop_deadline = 0;
+	uint64_t last_accepted = 0;
 	int64_t next_stats = hd_time_mono_ms() + HERALDD_STATS_EVERY_MS;
 	for (;;) {
 		int64_t now = hd_time_mono_ms();
@@ -173,6 +178,13 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 				;
 		}
 		hd_store_handle(store, now, items + 2, store_items);
+		/* Messages just committed may be due now (POLICY G3.3): claim at
+		 * once instead of at the next poll. */
+		uint64_t accepted = hd_intake_stats(intake).accepted;
+		if (accepted != last_accepted) {
+			last_accepted = accepted;
+			hd_dispatch_wake(dispatch);
+		}
 		hd_dispatch_handle(dispatch, now, dispatch_items, dispatch_count);
 		if (now >= next_stats) {
 			heraldd_log_stats(intake, dispatch);

@@ -35,7 +35,14 @@ typedef struct hd_config {
 		char *important_tag;          /* subject tag that marks important mail */
 		char **sensitive_keywords;    /* any of these makes a message important */
 		size_t sensitive_keyword_count;
+		char **major_keywords;        /* any of these also needs senior leadership */
+		size_t major_keyword_count;
 	} classify;
+	struct {
+		int64_t due_s;                /* an approval request expires after this */
+		int64_t reminder_s;           /* remind the approvers after this; 0 = never */
+		int64_t tick_ms;              /* how often expiries and reminders are run */
+	} approval;
 	struct {
 		char *listen;                 /* ROUTER endpoint for workers */
 		int64_t window;               /* claimed deliveries held in memory */

@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "hc_approve.h"
 #include "hc_audit.h"
 #include "hc_cli.h"
 #include "hc_dead.h"
 #include "hc_migrate.h"
+#include "hc_org.h"
 #include "hc_stats.h"
 
 #ifndef HERALD_VERSION
@@ -80,6 +82,61 @@ static const hc_command_t commands[] = {
 	 "  --json                  one JSON object: requeued, delivery_ids, refused\n"
 	 "Each requeue is an audit event whose actor is the database role heraldctl\n"
 	 "logged in as (needs herald_operator).\n"},
+	{"org import", hc_org_cmd_import, "load departments and staff from a CSV or YAML file",
+	 "FILE [--format csv|yaml] [--json]",
+	 "Reads the organisation (departments and their heads, staff with their roles,\n"
+	 "database login role and where to notify them), checks all of it first (every\n"
+	 "mistake is reported as FILE:LINE) and hands it to herald.org_import() in one\n"
+	 "transaction: departments and staff are added or updated, never duplicated, and\n"
+	 "staff missing from the file are deactivated (not deleted). Importing the same\n"
+	 "file again changes nothing. Needs herald_operator.\n"
+	 "  --format F  csv or yaml; by default from the extension (.csv, .yaml, .yml)\n"
+	 "  --json      one JSON object: file, departments, staff, senior\n"
+	 "CSV: a header row naming the columns (any order; only kind is required)\n"
+	 "  kind,name,address,department,roles,db_role,notify_channel,notify_address,head\n"
+	 "then one row per department (kind department: name, head) or person (kind\n"
+	 "staff: name, address, department, roles, db_role, notify_channel email|im,\n"
+	 "notify_address). roles: employee, dept_head, senior, supervisor, operator,\n"
+	 "separated by ';' (default employee). Lines starting with # are comments.\n"
+	 "YAML: departments: [{name, head}]\n"
+	 "      staff: [{address, name, department, roles: [..], db_role,\n"
+	 "               notify: {channel, address}}]\n"
+	 "See deploy/org.example.csv and deploy/org.example.yaml.\n"},
+	{"org show", hc_org_cmd_show, "departments, heads, staff and senior leadership", "[--json]",
+	 "Lists the departments with their heads, the active staff with their roles,\n"
+	 "database role and notification channel, and the senior leadership.\n"
+	 "  --json  one JSON object: departments, staff (inactive too), senior\n"},
+	{"held", hc_approve_cmd_held, "messages waiting for my approval",
+	 "[--department D] [--class important|bulk] [--older-than AGE] [--json]",
+	 "Lists the approval requests you (the database role you log in as) can decide\n"
+	 "now, soonest due first: message id, class, sender, department, subject, level\n"
+	 "and kind of approval, and when it is due (\"in 5h\", \"overdue 2m\": overdue\n"
+	 "requests expire and are never sent).\n"
+	 "  --department D   only messages from department D\n"
+	 "  --class C        only important or only bulk approvals\n"
+	 "  --older-than AGE only requests waiting longer than AGE (30m, 2h, 1d, 1h30m)\n"
+	 "  --json           one JSON object: count, held\n"},
+	{"show", hc_approve_cmd_show, "one message: content, attachments, approval chain", "ID [--json]",
+	 "Prints message ID as its approver sees it: sender, recipients, subject and\n"
+	 "body, attachments (name, type, size), policy findings when there are any, the\n"
+	 "bulk application, the approval chain (level, who decided, when, comment, due\n"
+	 "time) and the deliveries by state. You may see messages you can decide or\n"
+	 "have decided; supervisors and operators see all.\n"
+	 "  --json  herald.message_detail()'s document as it is\n"},
+	{"approve", hc_approve_cmd_approve, "approve a held message", "ID [--comment TEXT] [--json]",
+	 "Approves every pending request of message ID at the lowest level you are\n"
+	 "entitled to decide (head of the sender's department for level 1, senior\n"
+	 "leadership for level 2). When it was the last one the message is released and\n"
+	 "its deliveries are queued at once. The database refuses (exit 1, its reason\n"
+	 "printed as it is) when you are not the approver, approve your own message, the\n"
+	 "lower level is still pending or the request has expired.\n"
+	 "  --comment TEXT  recorded with your approval\n"
+	 "  --json          one JSON object: ok, message_id, approved, released, summary\n"},
+	{"reject", hc_approve_cmd_reject, "reject a held message", "ID --reason TEXT [--json]",
+	 "Rejects message ID: its pending requests are rejected, its deliveries are\n"
+	 "never sent and the sender is told the reason. Same entitlement as approve.\n"
+	 "  --reason TEXT  required: why (the sender receives it)\n"
+	 "  --json         one JSON object: ok, message_id, rejected, summary\n"},
 	{"help", NULL, "show help for a command", "[COMMAND]",
 	 "Without COMMAND, lists all commands.\n"},
 };

@@ -173,6 +173,9 @@ static void hw_count_outcome(hw_worker_t *self, hd_outcome_kind_t outcome)
 }
 
 /* A RESULT the worker decides itself, without a driver. */
+/* Retry-After for jobs this worker itself refuses. */
+#define HW_LOCAL_RETRY_MS 1000
+
 static void hw_answer(hw_worker_t *self, int64_t delivery_id, uint32_t attempt,
 		      hd_outcome_kind_t outcome, const char *code, const char *detail,
 		      const char *channel, int64_t now_ms)
@@ -185,6 +188,11 @@ static void hw_answer(hw_worker_t *self, int64_t delivery_id, uint32_t attempt,
 	snprintf(r->provider, sizeof r->provider, "%s", HW_PROVIDER);
 	snprintf(r->provider_code, sizeof r->provider_code, "%s", code);
 	snprintf(r->detail, sizeof r->detail, "%s", detail);
+	/* A refusal by this worker (busy, stopping, over credit) says nothing
+	 * about the provider: ask for a quick retry instead of the broker's
+	 * provider backoff (minutes). */
+	if (outcome == HD_OUTCOME_RETRY)
+		r->retry_after_ms = HW_LOCAL_RETRY_MS;
 	self->stats.refused++;
 	hw_count_outcome(self, outcome);
 	hd_info("job.done", "delivery_id=%" PRId64 " attempt=%" PRIu32 " channel=%s provider=%s "

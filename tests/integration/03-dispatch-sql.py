@@ -159,6 +159,12 @@ def test_migrate_applies_002_with_its_columns_indexes_and_roles():
     assert "applied 002_dispatch" in r.stdout, r.stdout
     pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_broker" % BROKER)
     pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_operator" % OPERATOR)
+    # Only staff may send (003): the sender these tests use, in a
+    # department without a head so that no approval notification is queued.
+    sql("SELECT * FROM herald.org_import(%s)" % jlit(
+        {"departments": [{"name": "Test", "head": None}],
+         "staff": [{"address": "alice@example.com", "name": "Alice", "department": "Test"}]}),
+        user=OPERATOR)
     cols = {r[0] for r in sql("SELECT column_name FROM information_schema.columns "
                               "WHERE table_schema = 'herald' AND table_name = 'deliveries'")}
     assert cols >= {"sent_at", "failed_at", "provider_id", "last_provider", "last_code",

@@ -88,16 +88,45 @@ def test_A2_1_sensitive_keyword_in_body_any_case_holds_the_message():
     p.close()
 
 
+def bulk_form(n):
+    return {"purpose": "customer notice", "audience": "key accounts", "recipient_count": n,
+            "summary": "price list for next year"}
+
+
 def test_A3_recipient_count_at_bulk_threshold_makes_bulk_and_below_does_not():
     p = stack.producer()
     five = ["u%d@example.com" % i for i in range(5)]
-    rep = p.submit(email(to=five))
+    rep = p.submit(email(to=five, bulk=bulk_form(5)))
     assert (rep["class"], rep["state"]) == ("bulk", "held"), rep
     assert count("deliveries", "message_id = %d" % rep["id"]) == 5
     rep = p.submit(email(to=five[:4]))
     assert rep["class"] == "general", rep
-    rep = p.submit(email(flags=["bulk"]))
+    rep = p.submit(email(flags=["bulk"], bulk=bulk_form(1)))
     assert rep["class"] == "bulk", rep
+    p.close()
+
+
+def test_A3_bulk_without_an_application_or_with_a_wrong_count_is_refused_and_not_stored():
+    p = stack.producer()
+    before = count("messages")
+    five = ["u%d@example.com" % i for i in range(5)]
+    rep = p.submit(email(to=five))
+    assert rep["ok"] is False and rep["code"] == "policy" and rep["field"] == "msg.bulk", rep
+    assert "A3" in rep["reason"], rep
+    rep = p.submit(email(to=five, bulk=bulk_form(6)))
+    assert rep["ok"] is False and rep["field"] == "msg.bulk.recipient_count", rep
+    assert count("messages") == before
+    p.close()
+
+
+def test_a_sender_who_is_not_known_staff_is_refused_and_nothing_is_written():
+    p = stack.producer()
+    before = (count("messages"), count("deliveries"), count("audit_events"))
+    rep = p.submit(email(sender="stranger@example.com"))
+    assert rep["ok"] is False and rep["code"] == "invalid" and rep["field"] == "msg.from", rep
+    assert "not known staff" in rep["reason"], rep
+    assert (count("messages"), count("deliveries"), count("audit_events")) == before
+    assert p.submit(email())["ok"], "a known sender is still served"
     p.close()
 
 

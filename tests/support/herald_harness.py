@@ -10,6 +10,7 @@ DESCRIPTION
     and HERALD_KEEP_TMP is set. Processes are real and are stopped with
     real signals.
 """
+import json
 import os
 import shutil
 import signal
@@ -51,6 +52,39 @@ def wait_until(pred, timeout=10.0, step=0.05, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+# Every sender the tests use is known staff (POLICY: a submission from
+# anyone else is refused). Department heads and a senior leader make the
+# approval tests possible; each has a login role of the same name.
+TEST_ORG = {
+    "departments": [
+        {"name": "Sales", "head": "sales-head@example.com"},
+        {"name": "Operations", "head": "ops-head@example.com"},
+        {"name": "Engineering", "head": "eng-head@example.com"},
+    ],
+    "staff": [
+        {"address": "alice@example.com", "name": "Alice", "department": "Sales",
+         "roles": ["employee"], "db_role": "alice"},
+        {"address": "bob@example.com", "name": "Bob", "department": "Sales",
+         "roles": ["employee"], "db_role": "bob"},
+        {"address": "sales-head@example.com", "name": "Sally Head", "department": "Sales",
+         "roles": ["employee", "dept_head"], "db_role": "sales_head"},
+        {"address": "ops-head@example.com", "name": "Otto Head", "department": "Operations",
+         "roles": ["employee", "dept_head"], "db_role": "ops_head"},
+        {"address": "eng-head@example.com", "name": "Erin Head", "department": "Engineering",
+         "roles": ["employee", "dept_head"], "db_role": "eng_head"},
+        {"address": "ceo@example.com", "name": "Cleo Chief", "department": "Operations",
+         "roles": ["employee", "senior"], "db_role": "ceo"},
+        {"address": "ops@example.com", "name": "Ops Robot", "department": "Operations",
+         "roles": ["employee"]},
+        {"address": "otp@example.com", "name": "OTP Service", "department": "Operations",
+         "roles": ["employee"]},
+        {"address": "bench@example.com", "name": "Bench", "department": "Engineering",
+         "roles": ["employee"]},
+    ],
+}
+PEOPLE = ["alice", "bob", "sales_head", "ops_head", "eng_head", "ceo"]
+
+
 class Stack:
     """PostgreSQL + migrated schema + heraldd, in one temp directory."""
 
@@ -76,6 +110,13 @@ class Stack:
         self.pg.sql("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%s') "
                     "THEN CREATE ROLE %s LOGIN IN ROLE herald_broker; END IF; END $$"
                     % (self.BROKER_ROLE, self.BROKER_ROLE))
+        for person in PEOPLE:
+            self.pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_approver" % person)
+        self.import_org(TEST_ORG)
+
+    def import_org(self, org):
+        doc = json.dumps(org).replace("'", "''")
+        self.pg.sql("SELECT * FROM herald.org_import('%s'::jsonb)" % doc)
 
     def sql(self, query, user=None):
         return [list(r) for r in self.pg.sql(query, user=user)]

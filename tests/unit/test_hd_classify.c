@@ -93,6 +93,53 @@ static void test_A3_threshold_recipients_or_flag_make_bulk_even_when_important(v
 	hd_classify_destroy(&c);
 }
 
+static void test_E1_important_email_gets_the_tag_prefixed_exactly_once(void **state)
+{
+	(void)state;
+	hd_classify_t *c = rules();
+	hd_msg_t *m = make_msg("合同审批", "正文", 1);
+	assert_true(hd_classify_tag_subject(c, m, 998));
+	assert_string_equal(m->subject, "[重要] 合同审批");
+	assert_false(hd_classify_tag_subject(c, m, 998));
+	assert_string_equal(m->subject, "[重要] 合同审批");
+	hd_msg_destroy(&m);
+	m = make_msg("Contract [重要]", "x", 1);
+	assert_false(hd_classify_tag_subject(c, m, 998));
+	assert_string_equal(m->subject, "Contract [重要]");
+	hd_msg_destroy(&m);
+	m = make_msg("abcdef", "x", 1);
+	assert_false(hd_classify_tag_subject(c, m, 10)); /* would not fit */
+	assert_string_equal(m->subject, "abcdef");
+	m->channel = HD_CHANNEL_IM;
+	assert_false(hd_classify_tag_subject(c, m, 998));
+	hd_msg_destroy(&m);
+	hd_classify_destroy(&c);
+}
+
+static void test_A2_1_major_flag_or_keyword_is_major_and_important_even_in_bulk(void **state)
+{
+	(void)state;
+	hd_classify_t *c = rules();
+	char *major[] = {"董事会"};
+	hd_classify_set_major_keywords(c, major, 1);
+	hd_msg_t *m = make_msg("董事会纪要", "x", 1);
+	hd_classify_result_t r = hd_classify_explain(c, m);
+	assert_int_equal(r.klass, HD_CLASS_IMPORTANT);
+	assert_true(r.major && r.important);
+	hd_msg_destroy(&m);
+	m = make_msg("Plan", "x", 6);
+	m->flags = HD_FLAG_MAJOR;
+	r = hd_classify_explain(c, m);
+	assert_int_equal(r.klass, HD_CLASS_BULK);
+	assert_true(r.major && r.important);
+	hd_msg_destroy(&m);
+	m = make_msg("Plan", "x", 1);
+	r = hd_classify_explain(c, m);
+	assert_false(r.major || r.important);
+	hd_msg_destroy(&m);
+	hd_classify_destroy(&c);
+}
+
 static void test_destroy_is_null_safe(void **state)
 {
 	(void)state;
@@ -109,6 +156,8 @@ int main(void)
 		cmocka_unit_test(test_A2_1_important_flag_tag_or_keyword_make_important_and_held),
 		cmocka_unit_test(test_A2_1_keyword_prefix_alone_does_not_match),
 		cmocka_unit_test(test_A3_threshold_recipients_or_flag_make_bulk_even_when_important),
+		cmocka_unit_test(test_E1_important_email_gets_the_tag_prefixed_exactly_once),
+		cmocka_unit_test(test_A2_1_major_flag_or_keyword_is_major_and_important_even_in_bulk),
 		cmocka_unit_test(test_destroy_is_null_safe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
