@@ -77,6 +77,15 @@ if [ -n "$private_pg" ]; then
 	  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'heraldd') THEN
 	    CREATE ROLE heraldd LOGIN IN ROLE herald_broker;
 	  END IF; END \$\$;"
+	# A demo organisation (deploy/org.example.yaml) so the examples below
+	# have known senders and approvers, each with a login role of their own.
+	./build/ctl/heraldctl --db "$admin_url" org import deploy/org.example.yaml
+	psql -q -X -v ON_ERROR_STOP=1 -d "$admin_url" -c "DO \$\$ DECLARE r record; BEGIN
+	  FOR r IN SELECT db_role FROM herald.staff WHERE db_role IS NOT NULL LOOP
+	    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r.db_role) THEN
+	      EXECUTE format('CREATE ROLE %I LOGIN IN ROLE herald_approver', r.db_role);
+	    END IF;
+	  END LOOP; END \$\$;"
 fi
 
 dispatch_endpoint="tcp://127.0.0.1:${HERALD_DISPATCH_PORT:-7712}"
@@ -152,7 +161,9 @@ email = { relay = "127.0.0.1:$smtp_port"; starttls = "off"; };
 im = {
   groups = (
     { name = "ops-oncall"; provider = "slack"; url = "http://127.0.0.1:$http_port/slack/ops-oncall"; },
-    { name = "sre-cn"; provider = "wecom"; url = "http://127.0.0.1:$http_port/wecom/sre-cn"; }
+    { name = "sre-cn"; provider = "wecom"; url = "http://127.0.0.1:$http_port/wecom/sre-cn"; },
+    { name = "sales-approvals"; provider = "slack"; url = "http://127.0.0.1:$http_port/slack/sales-approvals"; },
+    { name = "board-group"; provider = "wecom"; url = "http://127.0.0.1:$http_port/wecom/board-group"; }
   );
 };
 sms = { provider = "kannel"; url = "http://127.0.0.1:13013"; username = "herald";
@@ -190,19 +201,25 @@ Herald is up.
 
 Send a message and watch it arrive:
   ./build/client/herald-send --endpoint $endpoint --channel email \\
-      --from alice@example.com --to bob@example.com \\
+      --from sam@example.com --to bob@example.com \\
       --subject "Quarterly figures" --body "The Q3 figures are attached to the wiki page."
   ls var/mail/
 
-  ./build/client/herald-send --endpoint $endpoint --channel im --from alice@example.com \\
+  ./build/client/herald-send --endpoint $endpoint --channel im --from sam@example.com \\
       --to ops-oncall --body "Deploy finished"
   curl -s http://127.0.0.1:$http_port/_requests
 
-  ./build/client/herald-send --endpoint $endpoint --channel sms --from alice@example.com \\
+  ./build/client/herald-send --endpoint $endpoint --channel sms --from sam@example.com \\
       --to +8613800138000 --purpose service --body "验证码 4821"
   tail var/log/phones.log
 
   ./build/ctl/heraldctl --db $psql_target stats
+
+An important message waits for the head of Sales (carol), who approves it:
+  ./build/client/herald-send --endpoint $endpoint --channel email --from sam@example.com \\
+      --to bob@example.com --important --subject "New price list" --body "Prices change on 1 Jan."
+  ./build/ctl/heraldctl --db "postgresql://carol@127.0.0.1:$pg_port/postgres" held
+  ./build/ctl/heraldctl --db "postgresql://carol@127.0.0.1:$pg_port/postgres" approve ID --comment ok
 
 Look at it in the database:
   psql $psql_target -c "select id, class, sender, subject from herald.messages order by id desc limit 5"
