@@ -6,8 +6,10 @@
  *	per-channel FIFO, or the throttled list while a rate limit holds
  *	them) -> SENT (with a worker) -> gone (outcome queued for recording).
  *	The window bounds how many jobs exist at once, so memory does not
- *	grow with the queue in the database. One hd_pgconn runs every
- *	statement in order: claims, message contents, outcomes.
+ *	grow with the queue in the database. Two hd_pgconn connections run
+ *	the statements: one claims and fetches contents (and reports
+ *	workers, runs approval ticks, listens for releases), the other
+ *	records outcomes, so neither waits for the other's round trips.
  */
 #include "hd_dispatch.h"
 
@@ -85,7 +87,9 @@ typedef struct dp_list {
 struct hd_dispatch {
 	const hd_config_t *cfg;
 	void *router;
-	hd_pgconn_t *db;
+	hd_pgconn_t *db;              /* claims, contents, workers, ticks, LISTEN */
+	hd_pgconn_t *db_out;          /* outcomes, so recording never waits for a claim */
+	int poll_db, poll_out;        /* their places in the last poll items, -1 = none */
 	char owner[96];
 
 	dp_worker_t workers[DP_MAX_WORKERS];
@@ -379,6 +383,9 @@ hd_dispatch_t *hd_dispatch_new(void *zmq_ctx, const hd_config_t *cfg, const char
 	};
 	self->db = hd_pgconn_new(&o);
 	hd_pgconn_set_hooks(self->db, dp_on_db_up, dp_on_notify, self);
+	o.name = "outcomes";
+	self->db_out = hd_pgconn_new(&o);
+	self->poll_db = self->poll_out = -1;
 	hd_info("dispatch.start", "listen=%s owner=%s window=%lld lease_ms=%lld",
 		cfg->dispatch.listen, self->owner, (long long)cfg->dispatch.window,
 		(long long)cfg->dispatch.lease_ms);
@@ -391,6 +398,7 @@ void hd_dispatch_destroy(hd_dispatch_t **self_p)
 		return;
 	hd_dispatch_t *self = *self_p;
 	hd_pgconn_destroy(&self->db);
+	hd_pgconn_destroy(&self->db_out);
 	for (size_t i = 0; i < self->map_cap; i++) {
 		dp_job_t *job = self->map[i];
 		if (job) {
@@ -534,7 +542,7 @@ static void dp_outcomes_done(void *arg, int code, const PGresult *res, const cha
 static void dp_flush_outcomes(hd_dispatch_t *self)
 {
 	if (self->outcome_in_flight || json_array_size(self->outcomes) == 0 ||
-	    !hd_pgconn_is_up(self->db))
+	    !hd_pgconn_is_up(self->db_out))
 		return;
 	json_t *batch = self->outcomes;
 	if (json_array_size(batch) > (size_t)self->cfg->dispatch.outcome_batch_max) {
@@ -552,7 +560,7 @@ static void dp_flush_outcomes(hd_dispatch_t *self)
 	char *text = json_dumps(batch, JSON_COMPACT);
 	json_decref(batch);
 	const char *params[2] = {self->owner, text};
-	if (hd_pgconn_query(self->db, dp_outcomes_sql, 2, params, dp_outcomes_done, self) == HD_OK)
+	if (hd_pgconn_query(self->db_out, dp_outcomes_sql, 2, params, dp_outcomes_done, self) == HD_OK)
 		self->outcome_in_flight = true;
 	free(text);
 }
@@ -1083,10 +1091,13 @@ static void dp_approval_tick(hd_dispatch_t *self, int64_t now_ms)
 
 size_t hd_dispatch_poll_items(hd_dispatch_t *self, zmq_pollitem_t *items, size_t max)
 {
-	if (max < 2)
+	if (max < 3)
 		return 0;
-	items[0] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
-	return hd_pgconn_poll_item(self->db, &items[1]) ? 2 : 1;
+	size_t n = 0;
+	items[n++] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
+	self->poll_db = hd_pgconn_poll_item(self->db, &items[n]) ? (int)n++ : -1;
+	self->poll_out = hd_pgconn_poll_item(self->db_out, &items[n]) ? (int)n++ : -1;
+	return n;
 }
 
 void hd_dispatch_handle(hd_dispatch_t *self, int64_t now_ms, const zmq_pollitem_t *items,
@@ -1094,7 +1105,10 @@ void hd_dispatch_handle(hd_dispatch_t *self, int64_t now_ms, const zmq_pollitem_
 {
 	if (count >= 1 && (items[0].revents & ZMQ_POLLIN))
 		dp_read(self, now_ms);
-	hd_pgconn_handle(self->db, now_ms, count >= 2 ? &items[1] : NULL);
+	hd_pgconn_handle(self->db, now_ms,
+			 self->poll_db >= 0 && (size_t)self->poll_db < count ? &items[self->poll_db] : NULL);
+	hd_pgconn_handle(self->db_out, now_ms,
+			 self->poll_out >= 0 && (size_t)self->poll_out < count ? &items[self->poll_out] : NULL);
 	dp_beat(self, now_ms);
 	dp_assign(self, now_ms);
 	dp_flush_outcomes(self);
@@ -1104,6 +1118,7 @@ void hd_dispatch_handle(hd_dispatch_t *self, int64_t now_ms, const zmq_pollitem_
 	dp_buckets_prune(self, now_ms);
 	/* Anything queued above goes out in this same turn. */
 	hd_pgconn_handle(self->db, now_ms, NULL);
+	hd_pgconn_handle(self->db_out, now_ms, NULL);
 	self->stats.workers = self->worker_count;
 	self->stats.window = self->jobs;
 }
@@ -1114,6 +1129,9 @@ int64_t hd_dispatch_timeout_ms(const hd_dispatch_t *self, int64_t now_ms)
 	int64_t db = hd_pgconn_timeout_ms(self->db, now_ms);
 	if (db >= 0 && db < best)
 		best = db;
+	int64_t out = hd_pgconn_timeout_ms(self->db_out, now_ms);
+	if (out >= 0 && out < best)
+		best = out;
 	if (!self->stopping && !self->claim_in_flight && hd_pgconn_is_up(self->db)) {
 		int64_t wait = self->next_claim_ms - now_ms;
 		if (wait < best)

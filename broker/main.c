@@ -146,14 +146,14 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 				      now >= stop_deadline))
 			break;
 
-		zmq_pollitem_t items[2 + HERALDD_MAX_STORE_CONNECTIONS + 2];
+		zmq_pollitem_t items[2 + HERALDD_MAX_STORE_CONNECTIONS + 3];
 		items[0] = (zmq_pollitem_t){hd_intake_socket(intake), 0,
 					    stop_deadline ? 0 : ZMQ_POLLIN, 0};
 		items[1] = (zmq_pollitem_t){NULL, heraldd_wake_fds[0], ZMQ_POLLIN, 0};
 		size_t store_items = hd_store_poll_items(store, items + 2,
 							 HERALDD_MAX_STORE_CONNECTIONS);
 		zmq_pollitem_t *dispatch_items = items + 2 + store_items;
-		size_t dispatch_count = hd_dispatch_poll_items(dispatch, dispatch_items, 2);
+		size_t dispatch_count = hd_dispatch_poll_items(dispatch, dispatch_items, 3);
 		int64_t timeout = hd_store_timeout_ms(store, now);
 		int64_t dispatch_timeout = hd_dispatch_timeout_ms(dispatch, now);
 		if (dispatch_timeout >= 0 && (timeout < 0 || dispatch_timeout < timeout))
