@@ -6,7 +6,7 @@
  *	                    [--size BYTES] [--window W] [--rate MSGS_PER_S]
  *	                    [--driver lib|raw] [--app NAME] [--key-prefix P]
  *	                    [--tick-us US] [--timeout-ms MS] [--latency-log FILE]
- *	                    [--channel email|im] [--to R1,R2,...]
+ *	                    [--channel email|im] [--to R1,R2,...] [--important]
  *	herald-bench ping --endpoint EP [--wait-ms MS]
  * DESCRIPTION
  *	"intake" opens C producer connections (one DEALER socket each) and
@@ -15,7 +15,9 @@
  *	connection j mod C. --channel im submits IM messages instead, and
  *	--to gives the recipients (email addresses or IM group names; message
  *	j goes to the (j mod n)-th), required for im; email defaults to 1000
- *	distinct addresses. It records, per message, the time from sending
+ *	distinct addresses. --important sets the flag "important" on every
+ *	message, so each is classified important and held for approval
+ *	(the ACK must then say class important, state held). It records, per message, the time from sending
  *	the request to receiving its ACK (monotonic clock) and prints one
  *	machine-readable line:
  *
@@ -116,6 +118,7 @@ typedef struct hb_opts {
 	hd_channel_t channel;     /* email (default) or im */
 	char **to;                /* --to entries (owned), NULL = email default spread */
 	size_t to_count;
+	bool important;           /* flag every message important (held for approval) */
 } hb_opts_t;
 
 /* State shared by all connections; each message slot is written by one thread. */
@@ -201,6 +204,17 @@ static int64_t hb_release_ns(const hb_run_t *r, int64_t due_ns)
 	return r->start_ns + (off + tick - 1) / tick * tick;
 }
 
+/* The class and stored state every ACK must carry. */
+static const char *hb_expected_class(const hb_opts_t *o)
+{
+	return o->important ? "important" : "general";
+}
+
+static const char *hb_expected_state(const hb_opts_t *o)
+{
+	return o->important ? "held" : "queued";
+}
+
 static void hb_format_key(const hb_opts_t *o, size_t j, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s-%zu", o->key_prefix, j);
@@ -232,6 +246,8 @@ static hd_msg_t *hb_wire_msg(const hb_run_t *r, size_t j, const char *body)
 	m->subject = hd_strdup(subject);
 	m->body = hd_strdup(body);
 	m->idempotency_key = hd_strdup(key);
+	if (r->opts->important)
+		m->flags |= HD_FLAG_IMPORTANT;
 	return m;
 }
 
@@ -288,7 +304,8 @@ static void hb_lib_on_result(const herald_result_t *res, void *arg)
 	r->ack_ns[j] = now;
 	if (res->status == HERALD_OK) {
 		r->state[j] = res->duplicate ? HB_ACKED_DUP : HB_ACKED;
-		if (strcmp(res->klass, "general") != 0 || strcmp(res->state, "queued") != 0)
+		if (strcmp(res->klass, hb_expected_class(r->opts)) != 0 ||
+		    strcmp(res->state, hb_expected_state(r->opts)) != 0)
 			hb_note_error(r, "unexpected_class", res->klass, res->state);
 	} else {
 		r->state[j] = HB_FAILED;
@@ -308,7 +325,8 @@ static herald_msg_t *hb_lib_msg(const hb_run_t *r, size_t j)
 	    herald_msg_add_to(m, to) != HERALD_OK ||
 	    herald_msg_set_subject(m, subject) != HERALD_OK ||
 	    herald_msg_set_body(m, r->body) != HERALD_OK ||
-	    herald_msg_set_idempotency_key(m, key) != HERALD_OK)
+	    herald_msg_set_idempotency_key(m, key) != HERALD_OK ||
+	    (r->opts->important && herald_msg_set_flag(m, HERALD_FLAG_IMPORTANT) != HERALD_OK))
 		hd_panic("herald-bench: cannot build message %zu", j);
 	return m;
 }
@@ -462,7 +480,8 @@ static size_t hb_raw_drain(hb_run_t *r, hb_conn_t *c)
 		r->ack_ns[j] = now;
 		if (reply.ok) {
 			r->state[j] = reply.duplicate ? HB_ACKED_DUP : HB_ACKED;
-			if (reply.klass != HD_CLASS_GENERAL || strcmp(reply.state, "queued") != 0)
+			if (strcmp(hd_class_name(reply.klass), hb_expected_class(o)) != 0 ||
+			    strcmp(reply.state, hb_expected_state(o)) != 0)
 				hb_note_error(r, "unexpected_class", hd_class_name(reply.klass),
 					      reply.state);
 		} else {
@@ -704,13 +723,13 @@ static int hb_report(const hb_run_t *r, double cpu_s, int64_t end_ns)
 	printf("intake concurrency=%d messages=%zu acks_per_s=%.0f p50_ms=%.2f p99_ms=%.2f "
 	       "max_ms=%.2f errors=%zu acks=%zu dups=%zu p90_ms=%.2f p999_ms=%.2f mean_ms=%.2f "
 	       "window=%d rate=%.0f driver=%s size=%zu elapsed_s=%.3f client_cpu_pct=%.0f "
-	       "channel=%s\n",
+	       "channel=%s important=%d\n",
 	       o->concurrency, o->messages, rate, hb_pct_ms(lat, n, 50), hb_pct_ms(lat, n, 99),
 	       n ? (double)lat[n - 1] / (double)HB_NS_PER_MS : 0.0, errors, acks, dups,
 	       hb_pct_ms(lat, n, 90), hb_pct_ms(lat, n, 99.9),
 	       n ? sum / (double)n / (double)HB_NS_PER_MS : 0.0, o->window, o->rate,
 	       o->driver == HB_DRIVER_LIB ? "lib" : "raw", o->size_bytes, elapsed_s,
-	       wall_s > 0 ? 100.0 * cpu_s / wall_s : 0.0, hd_channel_name(o->channel));
+	       wall_s > 0 ? 100.0 * cpu_s / wall_s : 0.0, hd_channel_name(o->channel), o->important ? 1 : 0);
 	if (r->first_error[0])
 		fprintf(stderr, "herald-bench: first problem: %s\n", r->first_error);
 	free(lat);
@@ -797,7 +816,7 @@ static void hb_usage(FILE *out)
 	      "                           [--driver lib|raw] [--app NAME] [--key-prefix P]\n"
 	      "                           [--tick-us US] [--timeout-ms MS]\n"
 	      "                           [--latency-log FILE] [--channel email|im]\n"
-	      "                           [--to R1,R2,...]\n"
+	      "                           [--to R1,R2,...] [--important]\n"
 	      "       herald-bench ping --endpoint EP [--wait-ms MS]\n"
 	      "  --concurrency C   producer connections (default 1)\n"
 	      "  --messages N      messages in total (default 10000)\n"
@@ -814,7 +833,9 @@ static void hb_usage(FILE *out)
 	      "  --channel CH      email (default) or im\n"
 	      "  --to LIST         comma-separated recipients, message j to the (j mod n)-th\n"
 	      "                    (required for im: group names; email default:\n"
-	      "                    user0..user999@example.com)\n", out);
+	      "                    user0..user999@example.com)\n"
+	      "  --important       flag every message important: each is held for approval\n"
+	      "                    and its ACK must say class important, state held\n", out);
 }
 
 static bool hb_parse_long(const char *s, long lo, long hi, long *out)
@@ -894,6 +915,7 @@ int main(int argc, char **argv)
 		{"tick-us", required_argument, NULL, 'T'},
 		{"channel", required_argument, NULL, 'C'},
 		{"to", required_argument, NULL, 'R'},
+		{"important", no_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -972,6 +994,7 @@ int main(int argc, char **argv)
 			if (hb_parse_to(&o, optarg) != 0)
 				goto bad;
 			break;
+		case 'I': o.important = true; break;
 		case 'h': hb_usage(stdout); hb_free_to(&o); return 0;
 		default: hb_usage(stderr); hb_free_to(&o); return 2;
 		}

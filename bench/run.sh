@@ -2,7 +2,7 @@
 # NAME
 #	run.sh - Herald benchmarks on a private, throw-away stack
 # SYNOPSIS
-#	bench/run.sh intake | email | im
+#	bench/run.sh intake | email | im | approval
 # DESCRIPTION
 #	intake: builds herald-bench, heraldd and heraldctl if needed, starts
 #	its own PostgreSQL 15 (deploy/pg-local.sh, default durability: fsync,
@@ -52,6 +52,20 @@
 #	  RESULT im herald=<msgs/s> anchor=<req/s> ratio=<x.xx>
 #	Target ratio >= 0.3 (printed, not enforced).
 #
+#	approval: APPROVALS important emails are submitted (herald-bench
+#	--important) and held, one level-1 request each for the head of
+#	Sales (login role sales_head, notified through a fake IM driver);
+#	APPROVERS psql sessions as sales_head then approve them, one
+#	herald.approve() per transaction, and the released messages go out
+#	through herald-worker (email driver) to smtp-sink, which dumps one
+#	file per message. Release latency = the file's mtime - the database
+#	clock read right after the approval committed, matched by
+#	Message-ID. dispatch.poll_ms is 200 here: the release must be
+#	driven by NOTIFY herald_released. Every bench delivery must end
+#	'sent' and be received once (else exit 1). Last line:
+#	  RESULT approval approvals_per_s=<x> release_p99_ms=<y>
+#	Targets approvals/s >= 1000, release p99 <= 1000 ms (printed only).
+#
 #	In email and im, the end-to-end time runs from just before the sender
 #	starts to the moment the sink counted the last message (polled every
 #	5 ms), so it includes the sender's start-up and connection set-up on
@@ -85,12 +99,14 @@
 #	E2E_TIMEOUT_S    email/im: give up when the sink has not counted every
 #	                 message after this long (default 120)
 #	LOG_LEVEL        email/im: heraldd's and the workers' log_level (default info)
-#	DISPATCH_CONF    email/im: heraldd's dispatch group (default:
-#	                 window 10000, claim_batch 1000, poll_ms 10,
-#	                 outcome_batch_max 2000, rate_limits [])
+#	DISPATCH_CONF    email/im/approval: heraldd's dispatch group (default:
+#	                 window 10000, claim_batch 1000, poll_ms 10 (approval:
+#	                 200), outcome_batch_max 2000, rate_limits [])
+#	APPROVALS        approval: messages held and approved (default 10000)
+#	APPROVERS        approval: concurrent psql sessions approving (default 4)
 # EXIT STATUS
-#	0 done and consistent; 1 a run failed, rows != ACKs, or (email, im)
-#	a delivery did not end 'sent'; 2 usage.
+#	0 done and consistent; 1 a run failed, rows != ACKs, or (email, im,
+#	approval) a delivery did not end 'sent'; 2 usage.
 set -euo pipefail
 
 PROG=${0##*/}
@@ -115,8 +131,13 @@ IM_GROUPS=${IM_GROUPS:-8}
 IM_IN_FLIGHT=${IM_IN_FLIGHT:-256}
 LOG_LEVEL=${LOG_LEVEL:-info}
 E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-120}
-DISPATCH_CONF=${DISPATCH_CONF:-'dispatch = { window = 10000; claim_batch = 1000; poll_ms = 10;
-  outcome_batch_max = 2000; rate_limits = []; };'}
+APPROVALS=${APPROVALS:-10000}
+APPROVERS=${APPROVERS:-4}
+# approval: a normal poll interval, so only NOTIFY can make releases fast.
+DISPATCH_POLL_MS=10
+[ "${1:-}" != approval ] || DISPATCH_POLL_MS=200
+DISPATCH_CONF=${DISPATCH_CONF:-"dispatch = { window = 10000; claim_batch = 1000; poll_ms = $DISPATCH_POLL_MS;
+  outcome_batch_max = 2000; rate_limits = []; };"}
 SIZE=500
 BROKER_ROLE=heraldd_bench
 PY=/usr/bin/python3
@@ -127,7 +148,7 @@ die() {
 }
 
 usage() {
-	echo "usage: $PROG intake | email | im" >&2
+	echo "usage: $PROG intake | email | im | approval" >&2
 	exit 2
 }
 
@@ -138,7 +159,7 @@ log() {
 [ $# -eq 1 ] || usage
 MODE=$1
 case "$MODE" in
-intake | email | im) ;;
+intake | email | im | approval) ;;
 *) usage ;;
 esac
 
@@ -175,6 +196,7 @@ for b in "${NEEDED[@]}"; do
 	[ -x "$b" ] || die "missing $b after the build"
 done
 case "$MODE" in
+approval) command -v smtp-sink >/dev/null || die "smtp-sink not found (Debian package postfix)" ;;
 email) for b in smtp-sink smtp-source postfix postconf; do
 	command -v "$b" >/dev/null || die "$b not found (Debian package postfix)"
 done ;;
@@ -265,8 +287,9 @@ done
 "$HERALDCTL" --db "$DB_URL" db migrate >"$TMP/migrate.log" 2>&1 ||
 	{ cat "$TMP/migrate.log" >&2; die "heraldctl db migrate failed"; }
 sql "CREATE ROLE $BROKER_ROLE LOGIN IN ROLE herald_broker"
-# Only known staff may send (POLICY): make herald-bench's sender staff.
-if [ "$(sql "SELECT to_regprocedure('herald.org_import(jsonb)') IS NOT NULL")" = t ]; then
+# Only known staff may send (POLICY): make herald-bench's sender staff
+# (approval imports its own organisation).
+if [ "$MODE" != approval ] && [ "$(sql "SELECT to_regprocedure('herald.org_import(jsonb)') IS NOT NULL")" = t ]; then
 	sql "SELECT * FROM herald.org_import('{\"departments\": [{\"name\": \"Bench\", \"head\": \"bench@example.com\"}],
 		\"staff\": [{\"address\": \"bench@example.com\", \"name\": \"Herald Bench\",
 		\"department\": \"Bench\", \"roles\": [\"employee\"]}]}'::jsonb)" >/dev/null
@@ -568,9 +591,11 @@ exit "$status"
 }
 
 . "$REPO/bench/e2e.sh"
+. "$REPO/bench/approval.sh"
 
 case "$MODE" in
 intake) mode_intake ;;
 email) mode_email ;;
 im) mode_im ;;
+approval) mode_approval ;;
 esac

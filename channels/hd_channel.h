@@ -63,6 +63,17 @@ typedef struct hd_channel_ops {
 
 	/* Report every job still held as RETRY ("worker stopping"), free all. */
 	void (*close)(void **self_p);
+
+	/*
+	 * Optional, last so that positional initializers stay valid: the
+	 * most jobs this instance holds at once (submit says HD_E_BUSY once
+	 * in_flight reaches it); 0 or a NULL member = no limit of its own.
+	 * herald-worker announces min(credit, sum of its drivers'
+	 * capacities) in READY: one credit covers every channel, so with a
+	 * single driver heraldd never sends a job the driver would have to
+	 * refuse as "busy" (with several, one driver can still be full).
+	 */
+	size_t (*capacity)(void *self);
 } hd_channel_ops_t;
 
 /* Free a job and what it owns; NULL-safe. */

@@ -1558,6 +1558,12 @@ static void email_close(void **self_p)
 	free(e);
 }
 
+static size_t email_capacity(void *self)
+{
+	const hd_email_t *e = self;
+	return (size_t)e->cfg.max_jobs;
+}
+
 const hd_channel_ops_t hd_email_ops = {
 	.name = "email",
 	.channel = HD_CHANNEL_EMAIL,
@@ -1568,4 +1574,5 @@ const hd_channel_ops_t hd_email_ops = {
 	.timeout_ms = email_timeout_ms,
 	.in_flight = email_in_flight,
 	.close = email_close,
+	.capacity = email_capacity,
 };

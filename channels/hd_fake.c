@@ -328,6 +328,11 @@ hd_channel_t hd_fake_channel(const void *self)
 	return ((const hd_fake_t *)self)->channel;
 }
 
+static size_t fake_capacity(void *self)
+{
+	return ((hd_fake_t *)self)->max_in_flight;
+}
+
 const hd_channel_ops_t hd_fake_ops = {
 	.name = "fake",
 	.channel = HD_CHANNEL_EMAIL,
@@ -338,4 +343,5 @@ const hd_channel_ops_t hd_fake_ops = {
 	.timeout_ms = fake_timeout_ms,
 	.in_flight = fake_in_flight,
 	.close = fake_close,
+	.capacity = fake_capacity,
 };

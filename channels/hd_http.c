@@ -35,27 +35,61 @@ typedef struct hd_http_sock {
 	int what;                    /* CURL_POLL_IN / OUT / INOUT */
 } hd_http_sock_t;
 
+typedef struct hd_http_host hd_http_host_t;
+
+/* One request, from hd_http_start to its done call. The request fields are
+ * owned copies: a queued request gets its easy handle only when launched. */
 typedef struct hd_http_xfer {
-	CURL *easy;
+	CURL *easy;                  /* NULL while queued */
 	hd_http_done_fn done;
 	void *arg;
-	char *body;
+	hd_http_host_t *host;
+	bool post, https_only;
+	char *url;                   /* may carry tokens or signatures: wiped on free */
+	char *req_body;
+	size_t req_body_len;
+	char *userpwd;               /* wiped on free */
+	const struct curl_slist *headers;   /* hd_http's cache or own_headers */
+	struct curl_slist *own_headers;     /* when the cache is full */
+	bool launched;               /* handed to curl (counts in host->running) */
+	char *body;                  /* response */
 	size_t body_len;
 	char retry_after[128];
-	struct curl_slist *headers;
 	char errbuf[CURL_ERROR_SIZE];
-	struct hd_http_xfer *prev, *next;
+	struct hd_http_xfer *prev, *next;   /* every request not yet completed */
+	struct hd_http_xfer *wnext;         /* the host's waiting queue */
 } hd_http_xfer_t;
+
+/* A host:port with requests running or waiting; freed when it has neither. */
+struct hd_http_host {
+	char *key;                   /* "scheme://host:port", lower case */
+	size_t running;              /* launched into curl, at most max_host_connections */
+	hd_http_xfer_t *wait_head, *wait_tail;
+	hd_http_host_t *next;
+};
+
+#define HD_HTTP_HEADER_CACHE 4   /* distinct Content-Types with a shared header list */
 
 struct hd_http {
 	CURLM *multi;
 	int64_t connect_timeout_ms;
 	int64_t timeout_ms;
+	size_t max_host_connections;
+	size_t max_idle_handles;     /* easy handles kept for reuse */
 	int64_t deadline_ms;         /* curl's timer on hd_time_mono_ms; -1 = none */
 	hd_http_sock_t *socks;
 	size_t nsocks, capsocks;
-	hd_http_xfer_t *xfers;       /* active transfers */
+	hd_http_xfer_t *xfers;       /* active transfers (running or waiting) */
 	size_t active;
+	hd_http_host_t *hosts;
+	CURL **idle;                 /* reset easy handles, at most max_idle_handles */
+	size_t nidle;
+	bool closing;                /* destroy: launch nothing more */
+	struct {
+		char *content_type;      /* NULL: no Content-Type header */
+		struct curl_slist *list;
+	} headers[HD_HTTP_HEADER_CACHE];
+	size_t nheaders;
 };
 
 /* ---- curl callbacks ---------------------------------------------------- */
@@ -139,7 +173,8 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
 
 /* ---- engine ------------------------------------------------------------ */
 
-hd_http_t *hd_http_new(int64_t connect_timeout_ms, int64_t timeout_ms)
+hd_http_t *hd_http_new(int64_t connect_timeout_ms, int64_t timeout_ms, size_t max_host_connections,
+		       size_t max_connections)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		hd_panic("curl_global_init failed");
@@ -147,26 +182,55 @@ hd_http_t *hd_http_new(int64_t connect_timeout_ms, int64_t timeout_ms)
 	self->multi = curl_multi_init();
 	if (!self->multi)
 		hd_panic("curl_multi_init failed");
+	if (max_host_connections == 0)
+		max_host_connections = HD_HTTP_DEFAULT_HOST_CONNECTIONS;
+	if (max_connections == 0)
+		max_connections = HD_HTTP_DEFAULT_CONNECTIONS;
 	self->connect_timeout_ms = connect_timeout_ms;
 	self->timeout_ms = timeout_ms;
+	self->max_host_connections = max_host_connections;
+	self->max_idle_handles = max_connections;
+	self->idle = hd_calloc(max_connections, sizeof *self->idle);
 	self->deadline_ms = -1;
 	curl_multi_setopt(self->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
 	curl_multi_setopt(self->multi, CURLMOPT_SOCKETDATA, self);
 	curl_multi_setopt(self->multi, CURLMOPT_TIMERFUNCTION, on_timer);
 	curl_multi_setopt(self->multi, CURLMOPT_TIMERDATA, self);
-	/* beyond this, requests to one host queue for a kept-alive connection
-	 * instead of opening more: providers rate-limit per source anyway */
-	curl_multi_setopt(self->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HD_HTTP_MAX_HOST_CONNECTIONS);
+	/* Requests beyond the per-host limit wait in our own queue (see launch),
+	 * so curl never queues one with its CURLOPT_TIMEOUT_MS already running;
+	 * the same limit here is a safety net. */
+	curl_multi_setopt(self->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_host_connections);
 	/* curl's default cache is 4 x the transfers in progress, so a lull would
 	 * close the idle connections the next burst wants to reuse */
-	curl_multi_setopt(self->multi, CURLMOPT_MAXCONNECTS, (long)HD_HTTP_MAX_CACHED_CONNECTIONS);
+	curl_multi_setopt(self->multi, CURLMOPT_MAXCONNECTS, (long)max_connections);
 	return self;
 }
 
-static void xfer_free(hd_http_xfer_t *x)
+/* Zero and free a string that may carry a secret; NULL-safe. */
+static void wipe_string(char *s)
 {
-	curl_easy_cleanup(x->easy);
-	curl_slist_free_all(x->headers);
+	if (!s)
+		return;
+	sodium_memzero(s, strlen(s));
+	free(s);
+}
+
+static void xfer_free(hd_http_t *self, hd_http_xfer_t *x)
+{
+	if (x->easy) {
+		/* reused for a later request: curl_easy_init allocates and clears
+		 * several kilobytes per call, reset keeps the buffers */
+		if (self->nidle < self->max_idle_handles && !self->closing) {
+			curl_easy_reset(x->easy);
+			self->idle[self->nidle++] = x->easy;
+		} else {
+			curl_easy_cleanup(x->easy);
+		}
+	}
+	curl_slist_free_all(x->own_headers);
+	wipe_string(x->url);
+	wipe_string(x->userpwd);
+	free(x->req_body);
 	free(x->body);
 	free(x);
 }
@@ -187,6 +251,136 @@ bool hd_http_is_https(const char *url)
 	return url && strncasecmp(url, "https://", 8) == 0;
 }
 
+/*
+ * "scheme://host:port" of url, lower case, userinfo dropped and the
+ * scheme's default port made explicit, into out. Used only to count
+ * connections per host, so an odd URL costs at worst a shared count.
+ */
+static void host_key(const char *url, char *out, size_t outlen)
+{
+	const char *sep = strstr(url, "://");
+	const char *auth = sep ? sep + 3 : url;
+	size_t alen = strcspn(auth, "/?#");
+	const char *host = auth;
+	for (const char *p = auth; p < auth + alen; p++)
+		if (*p == '@')
+			host = p + 1;
+	size_t hlen = (size_t)(auth + alen - host);
+	const char *bracket = memchr(host, ']', hlen);
+	const char *colon = memchr(bracket ? bracket : host, ':', hlen - (size_t)((bracket ? bracket : host) - host));
+	bool https = hd_http_is_https(url);
+	int n = snprintf(out, outlen, "%.*s://%.*s%s", sep ? (int)(sep - url) : 4, sep ? url : "http",
+			 (int)hlen, host, colon ? "" : https ? ":443" : ":80");
+	for (int i = 0; i < n && (size_t)i < outlen; i++)
+		out[i] = (char)tolower((unsigned char)out[i]);
+}
+
+static hd_http_host_t *host_get(hd_http_t *self, const char *url)
+{
+	char key[512];
+	host_key(url, key, sizeof key);
+	for (hd_http_host_t *h = self->hosts; h; h = h->next)
+		if (strcmp(h->key, key) == 0)
+			return h;
+	hd_http_host_t *h = hd_calloc(1, sizeof *h);
+	h->key = hd_strdup(key);
+	h->next = self->hosts;
+	self->hosts = h;
+	return h;
+}
+
+static void host_release(hd_http_t *self, hd_http_host_t *h)
+{
+	if (h->running || h->wait_head)
+		return;
+	for (hd_http_host_t **pp = &self->hosts; *pp; pp = &(*pp)->next) {
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	}
+	free(h->key);
+	free(h);
+}
+
+/* "Expect:" (+ Content-Type) for content_type (may be NULL). Caller owns it. */
+static struct curl_slist *header_list_new(const char *content_type)
+{
+	/* one round trip per request: no "Expect: 100-continue" wait */
+	struct curl_slist *list = curl_slist_append(NULL, "Expect:");
+	if (list && content_type) {
+		char ct[256];
+		snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+		list = curl_slist_append(list, ct);
+	}
+	if (!list)
+		hd_panic("curl_slist_append failed");
+	return list;
+}
+
+/* x's header list: shared per Content-Type (drivers use one or two), or
+ * x's own once HD_HTTP_HEADER_CACHE types are cached. */
+static void set_headers(hd_http_t *self, hd_http_xfer_t *x, const char *content_type)
+{
+	for (size_t i = 0; i < self->nheaders; i++) {
+		const char *ct = self->headers[i].content_type;
+		if ((!ct && !content_type) || (ct && content_type && strcmp(ct, content_type) == 0)) {
+			x->headers = self->headers[i].list;
+			return;
+		}
+	}
+	struct curl_slist *list = header_list_new(content_type);
+	if (self->nheaders == HD_HTTP_HEADER_CACHE) {
+		x->own_headers = list;
+	} else {
+		self->headers[self->nheaders].content_type = content_type ? hd_strdup(content_type) : NULL;
+		self->headers[self->nheaders].list = list;
+		self->nheaders++;
+	}
+	x->headers = list;
+}
+
+/* Give x an easy handle and hand it to curl: its timeout starts now. */
+static CURLMcode launch(hd_http_t *self, hd_http_xfer_t *x)
+{
+	x->easy = self->nidle ? self->idle[--self->nidle] : curl_easy_init();
+	if (!x->easy)
+		hd_panic("curl_easy_init failed");
+	CURL *e = x->easy;
+	curl_easy_setopt(e, CURLOPT_URL, x->url);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)self->connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)self->timeout_ms);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, x->https_only ? "https" : "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "herald/" HERALD_VERSION);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+	if (x->post) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->req_body_len);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->req_body);   /* x owns it until freed */
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	}
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+	if (x->userpwd) {
+		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(e, CURLOPT_USERPWD, x->userpwd);
+	}
+	CURLMcode rc = curl_multi_add_handle(self->multi, e);
+	if (rc == CURLM_OK) {
+		x->launched = true;
+		x->host->running++;
+	}
+	return rc;
+}
+
 int hd_http_start(hd_http_t *self, const hd_http_request_t *req, hd_http_done_fn done, void *arg)
 {
 	if (!req || !req->url || !req->method || !done)
@@ -200,62 +394,84 @@ int hd_http_start(hd_http_t *self, const hd_http_request_t *req, hd_http_done_fn
 	hd_http_xfer_t *x = hd_calloc(1, sizeof *x);
 	x->done = done;
 	x->arg = arg;
-	x->easy = curl_easy_init();
-	if (!x->easy)
-		hd_panic("curl_easy_init failed");
-	CURL *e = x->easy;
-	curl_easy_setopt(e, CURLOPT_URL, req->url);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)self->connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)self->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, req->https_only ? "https" : "http,https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "herald/" HERALD_VERSION);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-	/* one round trip per request: no "Expect: 100-continue" wait */
-	x->headers = curl_slist_append(x->headers, "Expect:");
+	x->post = post;
+	x->https_only = req->https_only;
+	x->url = hd_strdup(req->url);
 	if (post) {
-		if (req->content_type) {
-			char ct[256];
-			snprintf(ct, sizeof ct, "Content-Type: %s", req->content_type);
-			x->headers = curl_slist_append(x->headers, ct);
-		}
-		curl_easy_setopt(e, CURLOPT_POST, 1L);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-		curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req->body ? req->body : "");
-	} else {
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+		x->req_body_len = req->body ? req->body_len : 0;
+		x->req_body = hd_malloc(x->req_body_len + 1);
+		if (x->req_body_len)
+			memcpy(x->req_body, req->body, x->req_body_len);
+		x->req_body[x->req_body_len] = '\0';
 	}
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-	if (req->userpwd) {
-		curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-		curl_easy_setopt(e, CURLOPT_USERPWD, req->userpwd);
-	}
+	x->userpwd = req->userpwd ? hd_strdup(req->userpwd) : NULL;
+	set_headers(self, x, post ? req->content_type : NULL);
+	x->host = host_get(self, req->url);
 
 	x->next = self->xfers;
 	if (self->xfers)
 		self->xfers->prev = x;
 	self->xfers = x;
 	self->active++;
-	if (curl_multi_add_handle(self->multi, e) != CURLM_OK) {
-		xfer_unlink(self, x);
-		xfer_free(x);
-		return HD_E_INVALID;
+	if (x->host->running < self->max_host_connections) {
+		if (launch(self, x) != CURLM_OK) {
+			xfer_unlink(self, x);
+			host_release(self, x->host);
+			xfer_free(self, x);
+			return HD_E_INVALID;
+		}
+	} else {
+		/* every connection to this host is busy: wait here, not inside curl */
+		if (x->host->wait_tail)
+			x->host->wait_tail->wnext = x;
+		else
+			x->host->wait_head = x;
+		x->host->wait_tail = x;
 	}
 	return 0;
+}
+
+static void complete(hd_http_t *self, hd_http_xfer_t *x, CURLcode rc, bool aborted);
+
+/* Launch waiting requests of h while it has free connections. */
+static void promote(hd_http_t *self, hd_http_host_t *h)
+{
+	while (!self->closing && h->wait_head && h->running < self->max_host_connections) {
+		hd_http_xfer_t *x = h->wait_head;
+		h->wait_head = x->wnext;
+		if (!h->wait_head)
+			h->wait_tail = NULL;
+		x->wnext = NULL;
+		if (launch(self, x) != CURLM_OK) {
+			snprintf(x->errbuf, sizeof x->errbuf, "curl_multi_add_handle failed");
+			complete(self, x, CURLE_FAILED_INIT, false);
+		}
+	}
+}
+
+/* Remove x from its host's waiting queue (it was never launched). */
+static void unqueue(hd_http_xfer_t *x)
+{
+	hd_http_host_t *h = x->host;
+	hd_http_xfer_t **pp = &h->wait_head, *prev = NULL;
+	while (*pp && *pp != x) {
+		prev = *pp;
+		pp = &(*pp)->wnext;
+	}
+	if (!*pp)
+		return;
+	*pp = x->wnext;
+	if (h->wait_tail == x)
+		h->wait_tail = prev;
+	x->wnext = NULL;
 }
 
 static void complete(hd_http_t *self, hd_http_xfer_t *x, CURLcode rc, bool aborted)
 {
 	hd_http_response_t r = {0};
 	long status = 0;
-	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	if (x->launched)
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
 	r.status = aborted ? 0 : status;
 	r.transport_error = aborted ? 0 : (int)rc;
 	r.timed_out = rc == CURLE_OPERATION_TIMEDOUT;
@@ -271,10 +487,19 @@ static void complete(hd_http_t *self, hd_http_xfer_t *x, CURLcode rc, bool abort
 	r.retry_after_ms = x->retry_after[0]
 		? hd_http_parse_retry_after(x->retry_after, (int64_t)time(NULL)) : -1;
 
-	curl_multi_remove_handle(self->multi, x->easy);
+	hd_http_host_t *h = x->host;
+	if (x->launched) {
+		curl_multi_remove_handle(self->multi, x->easy);
+		h->running--;
+	} else {
+		unqueue(x);
+	}
 	xfer_unlink(self, x);
 	x->done(x->arg, &r);
-	xfer_free(x);
+	xfer_free(self, x);
+	/* the connection just freed goes to the next request for this host */
+	promote(self, h);
+	host_release(self, h);
 }
 
 static void reap(hd_http_t *self)
@@ -353,14 +578,31 @@ size_t hd_http_active(hd_http_t *self)
 	return self->active;
 }
 
+size_t hd_http_waiting(hd_http_t *self)
+{
+	size_t n = 0;
+	for (const hd_http_host_t *h = self->hosts; h; h = h->next)
+		for (const hd_http_xfer_t *x = h->wait_head; x; x = x->wnext)
+			n++;
+	return n;
+}
+
 void hd_http_destroy(hd_http_t **self_p)
 {
 	if (!self_p || !*self_p)
 		return;
 	hd_http_t *self = *self_p;
+	self->closing = true;
 	while (self->xfers)
 		complete(self, self->xfers, CURLE_ABORTED_BY_CALLBACK, true);
+	while (self->nidle)
+		curl_easy_cleanup(self->idle[--self->nidle]);
 	curl_multi_cleanup(self->multi);
+	for (size_t i = 0; i < self->nheaders; i++) {
+		free(self->headers[i].content_type);
+		curl_slist_free_all(self->headers[i].list);
+	}
+	free(self->idle);
 	free(self->socks);
 	free(self);
 	*self_p = NULL;

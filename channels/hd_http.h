@@ -10,8 +10,12 @@
  *	finished transfers through their callbacks. No threads, no signals
  *	(CURLOPT_NOSIGNAL), connections are kept alive and reused across
  *	requests by the multi handle's connection cache, at most
- *	HD_HTTP_MAX_HOST_CONNECTIONS per host (more requests queue inside
- *	curl, still active and still bounded by their timeout). Redirects
+ *	max_host_connections per host:port. Requests beyond that wait in
+ *	hd_http's own FIFO per host, without an easy handle, and are handed
+ *	to curl only when a transfer to that host completes, so a request's
+ *	timeout (CURLOPT_TIMEOUT_MS, which curl counts from when it gets the
+ *	transfer) never runs while it waits for a connection; the worker's
+ *	lease bounds the wait. Easy handles are reset and reused. Redirects
  *	are not followed. Response bodies are captured up to
  *	HD_HTTP_MAX_BODY_BYTES.
  *
@@ -37,8 +41,19 @@
 #define HD_HTTP_MAX_BODY_BYTES  (64u * 1024u)   /* response bytes kept */
 #define HD_HTTP_MAX_SECRET_BYTES 4096u
 #define HD_HTTP_MAX_RETRY_AFTER_MS (24LL * 3600 * 1000)
-#define HD_HTTP_MAX_HOST_CONNECTIONS 8     /* open at once to one host:port */
-#define HD_HTTP_MAX_CACHED_CONNECTIONS 64  /* kept alive across all hosts */
+/*
+ * Defaults of the drivers' max_host_connections and max_connections.
+ * 32 per host: IM and SMS groups mostly share one provider host
+ * (hooks.slack.com, qyapi.weixin.qq.com, ...), whose throughput over
+ * one worker is connections / round trip: 8 connections at a 150 ms
+ * internet round trip give ~50 requests/s for every group of that
+ * provider together, 32 give ~200/s. Providers limit per webhook or
+ * per account, not per connection, and 32 kept-alive connections are
+ * what common HTTP client pools use against one API host.
+ */
+#define HD_HTTP_DEFAULT_HOST_CONNECTIONS 32   /* open at once to one host:port */
+#define HD_HTTP_DEFAULT_CONNECTIONS 64        /* kept alive across all hosts */
+#define HD_HTTP_MAX_CONNECTIONS 10000         /* configuration bound for both */
 
 typedef struct hd_http hd_http_t;
 
@@ -68,9 +83,14 @@ typedef void (*hd_http_done_fn)(void *arg, const hd_http_response_t *response);
 
 /*
  * New engine. connect_timeout_ms / timeout_ms apply to every request
- * (CURLOPT_CONNECTTIMEOUT_MS / CURLOPT_TIMEOUT_MS). Caller owns it.
+ * (CURLOPT_CONNECTTIMEOUT_MS / CURLOPT_TIMEOUT_MS, counted from when a
+ * connection slot is free). max_host_connections: transfers at once to
+ * one host:port (0 = HD_HTTP_DEFAULT_HOST_CONNECTIONS); max_connections:
+ * connections kept alive across all hosts, also the idle easy handles
+ * kept for reuse (0 = HD_HTTP_DEFAULT_CONNECTIONS). Caller owns it.
  */
-hd_http_t *hd_http_new(int64_t connect_timeout_ms, int64_t timeout_ms);
+hd_http_t *hd_http_new(int64_t connect_timeout_ms, int64_t timeout_ms, size_t max_host_connections,
+		       size_t max_connections);
 
 /*
  * Start a request; never blocks. 0, or HD_E_INVALID (bad request,
@@ -88,8 +108,11 @@ void hd_http_handle(hd_http_t *self, const zmq_pollitem_t *items, size_t count);
 /* Milliseconds until curl's timer fires (0 = now), -1 when none. */
 int64_t hd_http_timeout_ms(hd_http_t *self);
 
-/* Requests started and not yet completed. */
+/* Requests started and not yet completed (running or waiting). */
 size_t hd_http_active(hd_http_t *self);
+
+/* Of those, the ones waiting for a connection to their host (not yet in curl). */
+size_t hd_http_waiting(hd_http_t *self);
 
 /* Complete every active request with aborted = true, then free; NULL-safe. */
 void hd_http_destroy(hd_http_t **self_p);

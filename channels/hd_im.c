@@ -622,12 +622,17 @@ static void *im_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_done
 		     void *done_arg, char *err, size_t errlen)
 {
 	(void)zmq_ctx;
-	static const char *const keys[] = {"timeout_ms", "connect_timeout_ms", "max_in_flight", "groups", NULL};
-	int64_t timeout_ms, connect_ms, max_in_flight;
+	static const char *const keys[] = {"timeout_ms", "connect_timeout_ms", "max_in_flight",
+					   "max_host_connections", "max_connections", "groups", NULL};
+	int64_t timeout_ms, connect_ms, max_in_flight, max_host, max_conns;
 	if (hd_http_cfg_check_keys(cfg, keys, err, errlen) ||
 	    hd_http_cfg_int(cfg, "timeout_ms", 10000, 100, 600000, &timeout_ms, err, errlen) ||
 	    hd_http_cfg_int(cfg, "connect_timeout_ms", 3000, 50, 120000, &connect_ms, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_in_flight", 64, 1, 10000, &max_in_flight, err, errlen))
+	    hd_http_cfg_int(cfg, "max_in_flight", 64, 1, 10000, &max_in_flight, err, errlen) ||
+	    hd_http_cfg_int(cfg, "max_host_connections", HD_HTTP_DEFAULT_HOST_CONNECTIONS, 1,
+			    HD_HTTP_MAX_CONNECTIONS, &max_host, err, errlen) ||
+	    hd_http_cfg_int(cfg, "max_connections", HD_HTTP_DEFAULT_CONNECTIONS, 1,
+			    HD_HTTP_MAX_CONNECTIONS, &max_conns, err, errlen))
 		return NULL;
 
 	hd_im_t *self = hd_calloc(1, sizeof *self);
@@ -640,10 +645,18 @@ static void *im_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_done
 		free(self);
 		return NULL;
 	}
-	self->http = hd_http_new(connect_ms, timeout_ms);
-	hd_info("im.open", "groups=%zu timeout_ms=%lld connect_timeout_ms=%lld max_in_flight=%lld",
-		self->ngroups, (long long)timeout_ms, (long long)connect_ms, (long long)max_in_flight);
+	self->http = hd_http_new(connect_ms, timeout_ms, (size_t)max_host, (size_t)max_conns);
+	hd_info("im.open", "groups=%zu timeout_ms=%lld connect_timeout_ms=%lld max_in_flight=%lld "
+		"max_host_connections=%lld max_connections=%lld", self->ngroups, (long long)timeout_ms,
+		(long long)connect_ms, (long long)max_in_flight, (long long)max_host,
+		(long long)max_conns);
 	return self;
+}
+
+static size_t im_capacity(void *self_)
+{
+	hd_im_t *self = self_;
+	return self->max_in_flight;
 }
 
 const hd_channel_ops_t hd_im_ops = {
@@ -656,4 +669,5 @@ const hd_channel_ops_t hd_im_ops = {
 	.timeout_ms = im_timeout_ms,
 	.in_flight = im_in_flight,
 	.close = im_close,
+	.capacity = im_capacity,
 };

@@ -7,6 +7,7 @@
  *
  *	  im = {
  *	    timeout_ms = 10000; connect_timeout_ms = 3000; max_in_flight = 64;
+ *	    max_host_connections = 32; max_connections = 64;
  *	    groups = (
  *	      { name = "ops-oncall"; provider = "slack"; url = "https://hooks.slack.com/services/..."; },
  *	      { name = "sre-cn"; provider = "dingtalk"; url = "https://oapi.dingtalk.com/robot/send?access_token=...";
@@ -25,6 +26,12 @@
  *	to https endpoints (else failed, "tls-required"); an unknown group
  *	fails ("unknown-group"). Secrets never reach logs or results and
  *	webhook URLs (which embed tokens) are logged redacted.
+ *
+ *	max_in_flight jobs are held at once (the driver's capacity: the
+ *	worker announces no more credit); at most max_host_connections of
+ *	them are in transfer to one host:port, the others wait in hd_http's
+ *	queue with their timeout not yet running; max_connections are kept
+ *	alive across all hosts (see hd_http.h for the defaults).
  */
 #ifndef HD_IM_H
 #define HD_IM_H

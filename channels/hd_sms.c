@@ -434,9 +434,9 @@ static void *sms_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_don
 	(void)zmq_ctx;
 	static const char *const keys[] = {"provider", "url", "username", "secret_file", "secret_env",
 					   "from", "timeout_ms", "connect_timeout_ms", "max_in_flight",
-					   "max_segments", NULL};
+					   "max_segments", "max_host_connections", "max_connections", NULL};
 	const char *provider, *url, *username, *from;
-	int64_t timeout_ms, connect_ms, max_in_flight, max_segments;
+	int64_t timeout_ms, connect_ms, max_in_flight, max_segments, max_host, max_conns;
 	if (!cfg) {
 		snprintf(err, errlen, "sms: a configuration group is required (provider, url, ...)");
 		return NULL;
@@ -449,7 +449,11 @@ static void *sms_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_don
 	    hd_http_cfg_int(cfg, "timeout_ms", 10000, 100, 600000, &timeout_ms, err, errlen) ||
 	    hd_http_cfg_int(cfg, "connect_timeout_ms", 3000, 50, 120000, &connect_ms, err, errlen) ||
 	    hd_http_cfg_int(cfg, "max_in_flight", 64, 1, 10000, &max_in_flight, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_segments", 10, 1, 255, &max_segments, err, errlen))
+	    hd_http_cfg_int(cfg, "max_segments", 10, 1, 255, &max_segments, err, errlen) ||
+	    hd_http_cfg_int(cfg, "max_host_connections", HD_HTTP_DEFAULT_HOST_CONNECTIONS, 1,
+			    HD_HTTP_MAX_CONNECTIONS, &max_host, err, errlen) ||
+	    hd_http_cfg_int(cfg, "max_connections", HD_HTTP_DEFAULT_CONNECTIONS, 1,
+			    HD_HTTP_MAX_CONNECTIONS, &max_conns, err, errlen))
 		return NULL;
 
 	const char *file = config_setting_source_file(cfg) ? config_setting_source_file(cfg) : "(config)";
@@ -491,13 +495,19 @@ static void *sms_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_don
 	self->max_in_flight = (size_t)max_in_flight;
 	self->done = done;
 	self->done_arg = done_arg;
-	self->http = hd_http_new(connect_ms, timeout_ms);
+	self->http = hd_http_new(connect_ms, timeout_ms, (size_t)max_host, (size_t)max_conns);
 	char redacted[160];
 	hd_http_redact_url(url, redacted, sizeof redacted);
 	hd_info("sms.open", "provider=%s url=%s timeout_ms=%lld max_in_flight=%lld max_segments=%lld",
 		provider, redacted, (long long)timeout_ms, (long long)max_in_flight,
 		(long long)max_segments);
 	return self;
+}
+
+static size_t sms_capacity(void *self_)
+{
+	hd_sms_t *self = self_;
+	return self->max_in_flight;
 }
 
 const hd_channel_ops_t hd_sms_ops = {
@@ -510,4 +520,5 @@ const hd_channel_ops_t hd_sms_ops = {
 	.timeout_ms = sms_timeout_ms,
 	.in_flight = sms_in_flight,
 	.close = sms_close,
+	.capacity = sms_capacity,
 };

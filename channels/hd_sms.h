@@ -12,6 +12,7 @@
  *	    from = "+15550001111";
  *	    timeout_ms = 10000; connect_timeout_ms = 3000;
  *	    max_in_flight = 64; max_segments = 10;
+ *	    max_host_connections = 32; max_connections = 64;   # see hd_http.h
  *	  };
  *
  *	kannel: GET {url}/cgi-bin/sendsms with username, password, to,

@@ -37,7 +37,8 @@ static const hw_param_t hw_config_params[] = {
 	{"name", HW_PARAM_STRING, HW_OFF(name), 0, 0, 0, "",
 	 "worker name in heraldd's logs: 1..64 of A-Z a-z 0-9 . _ -; empty = hostname-pid"},
 	{"credit", HW_PARAM_INT, HW_OFF(credit), 64, 1, HD_WIRE_MAX_CREDIT, NULL,
-	 "jobs this worker holds at once (announced in READY)"},
+	 "jobs this worker holds at once; READY announces the smaller of this and the sum "
+	 "of its drivers' capacities (max_jobs, max_in_flight)"},
 	{"heartbeat_ms", HW_PARAM_INT, HW_OFF(heartbeat_ms), 1000, HD_WIRE_MIN_HEARTBEAT_MS,
 	 HD_WIRE_MAX_HEARTBEAT_MS, NULL,
 	 "beat interval; heraldd silent for 3 beats = reconnect"},

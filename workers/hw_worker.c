@@ -65,7 +65,8 @@ struct hw_worker {
 	void *sock;
 	char *endpoint;
 	char name[HD_WIRE_MAX_NAME_BYTES + 1];
-	uint32_t credit;
+	uint32_t credit;            /* announced: min(configured, drivers' capacity) */
+	uint32_t credit_configured;
 	uint32_t heartbeat_ms;
 	int64_t grace_ms;
 
@@ -513,6 +514,7 @@ hw_worker_t *hw_worker_new(void *zmq_ctx, const hw_worker_options_t *opts)
 	self->endpoint = hd_strdup(opts->broker);
 	snprintf(self->name, sizeof self->name, "%s", opts->name);
 	self->credit = opts->credit;
+	self->credit_configured = opts->credit;
 	self->heartbeat_ms = opts->heartbeat_ms;
 	self->grace_ms = opts->shutdown_grace_ms;
 	return self;
@@ -548,12 +550,37 @@ unsigned hw_worker_channels(const hw_worker_t *self)
 	return self->channels;
 }
 
+/*
+ * What the drivers hold at once, together: the sum of their capacities,
+ * or UINT32_MAX when one of them has no limit of its own. READY carries
+ * one credit for every channel, so per-channel limits cannot be told to
+ * heraldd; the sum is the most that is never refused as a whole.
+ */
+static uint32_t hw_drivers_capacity(const hw_worker_t *self)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < self->slot_count; i++) {
+		const hw_slot_t *s = &self->slots[i];
+		size_t cap = s->driver->ops->capacity ? s->driver->ops->capacity(s->inst) : 0;
+		if (cap == 0)
+			return UINT32_MAX;
+		sum += cap;
+		if (sum >= UINT32_MAX)
+			return UINT32_MAX;
+	}
+	return (uint32_t)sum;
+}
+
 int hw_worker_start(hw_worker_t *self, char *err, size_t errlen)
 {
 	if (self->slot_count == 0) {
 		snprintf(err, errlen, "no channel driver");
 		return HD_E_CONFIG;
 	}
+	/* Credit beyond what the drivers hold would only come back as "busy"
+	 * retries (a round trip to PostgreSQL and a delay for each). */
+	uint32_t capacity = hw_drivers_capacity(self);
+	self->credit = self->credit_configured < capacity ? self->credit_configured : capacity;
 	hd_wire_frame_t ready = hw_ready_frame(self);
 	uint8_t *buf;
 	size_t len;
@@ -576,8 +603,8 @@ int hw_worker_start(hw_worker_t *self, char *err, size_t errlen)
 		snprintf(chans + strlen(chans), sizeof chans - strlen(chans), "%s%s", i ? "," : "",
 			 hd_channel_name(self->slots[i].channel));
 	hd_info("worker.start", "name=%s endpoint=%s channels=%s credit=%" PRIu32
-		" heartbeat_ms=%" PRIu32, self->name, self->endpoint, chans, self->credit,
-		self->heartbeat_ms);
+		" configured_credit=%" PRIu32 " heartbeat_ms=%" PRIu32, self->name, self->endpoint,
+		chans, self->credit, self->credit_configured, self->heartbeat_ms);
 	return HD_OK;
 }
 

@@ -7,7 +7,9 @@
  *	(zmq_poll over the socket, an optional wake descriptor and every
  *	driver's poll items) so that main.c and the unit tests drive the
  *	very same code. Protocol behaviour (docs/PROTOCOL.md section 2):
- *	READY on every connection; each JOB goes to the driver serving its
+ *	READY on every connection, announcing min(credit, sum of the
+ *	drivers' capacities) so that heraldd never sends more than the
+ *	drivers can hold; each JOB goes to the driver serving its
  *	channel, or is answered at once (failed "no_channel"; retry
  *	"over_credit" beyond the announced credit, "busy" when the driver
  *	is full, "stopping" after BYE); every driver report becomes one
@@ -37,7 +39,8 @@ typedef struct hw_worker hw_worker_t;
 typedef struct hw_worker_options {
 	const char *broker;         /* endpoint to connect to; copied */
 	const char *name;           /* announced in READY; copied */
-	uint32_t credit;            /* 1..HD_WIRE_MAX_CREDIT */
+	uint32_t credit;            /* 1..HD_WIRE_MAX_CREDIT; READY announces at most the
+				     * sum of the drivers' capacities (hd_channel_ops_t) */
 	uint32_t heartbeat_ms;      /* HD_WIRE_MIN_HEARTBEAT_MS..HD_WIRE_MAX_HEARTBEAT_MS */
 	int64_t shutdown_grace_ms;  /* how long hw_worker_is_done waits for jobs after stop */
 } hw_worker_options_t;

@@ -70,6 +70,9 @@ static void serve_connection(int fd, int conn)
 		} else if (strcmp(path, "/slow") == 0) {
 			sleep(3);
 			blen = snprintf(body, sizeof body, "late");
+		} else if (strcmp(path, "/pause") == 0) {
+			usleep(700 * 1000);
+			blen = snprintf(body, sizeof body, "conn=%d", conn);
 		} else if (strcmp(path, "/echo") == 0) {
 			blen = snprintf(body, sizeof body, "%.*s", (int)clen, buf + head);
 		} else if (strcmp(path, "/ok") == 0) {
@@ -185,7 +188,7 @@ static void get(hd_http_t *http, const char *path, seen_t *s)
 static void test_get_completes_through_the_poll_loop_with_status_and_body(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 5000);
+	hd_http_t *http = hd_http_new(1000, 5000, 0, 0);
 	seen_t s = {0};
 	get(http, "/ok", &s);
 	assert_int_equal(s.calls, 0);       /* never completes inside start */
@@ -202,7 +205,7 @@ static void test_get_completes_through_the_poll_loop_with_status_and_body(void *
 static void test_sequential_requests_reuse_one_kept_alive_connection(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 5000);
+	hd_http_t *http = hd_http_new(1000, 5000, 0, 0);
 	seen_t a = {0}, b = {0}, c = {0};
 	get(http, "/ok", &a);
 	run(http, 5000);
@@ -219,7 +222,7 @@ static void test_sequential_requests_reuse_one_kept_alive_connection(void **stat
 static void test_concurrent_requests_all_complete(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 5000);
+	hd_http_t *http = hd_http_new(1000, 5000, 0, 0);
 	seen_t s[8] = {{0}};
 	for (int i = 0; i < 8; i++)
 		get(http, "/ok", &s[i]);
@@ -236,7 +239,7 @@ static void test_concurrent_requests_all_complete(void **state)
 static void test_post_sends_the_body_and_content_type(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 5000);
+	hd_http_t *http = hd_http_new(1000, 5000, 0, 0);
 	seen_t s = {0};
 	const char *doc = "{\"text\":\"验证码\"}";
 	hd_http_request_t r = {.method = "POST", .url = url("/echo"),
@@ -251,7 +254,7 @@ static void test_post_sends_the_body_and_content_type(void **state)
 static void test_retry_after_header_is_parsed_from_the_response(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 5000);
+	hd_http_t *http = hd_http_new(1000, 5000, 0, 0);
 	seen_t s = {0};
 	get(http, "/retry", &s);
 	run(http, 5000);
@@ -263,7 +266,7 @@ static void test_retry_after_header_is_parsed_from_the_response(void **state)
 static void test_a_silent_server_times_out_as_a_transport_error(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 300);
+	hd_http_t *http = hd_http_new(1000, 300, 0, 0);
 	seen_t s = {0};
 	int64_t t0 = hd_time_mono_ms();
 	get(http, "/slow", &s);
@@ -287,7 +290,7 @@ static void test_connection_refused_is_a_transport_error_not_a_timeout(void **st
 	close(fd);   /* nobody listens there now */
 	char u[64];
 	snprintf(u, sizeof u, "http://127.0.0.1:%d/", ntohs(a.sin_port));
-	hd_http_t *http = hd_http_new(1000, 5000);
+	hd_http_t *http = hd_http_new(1000, 5000, 0, 0);
 	seen_t s = {0};
 	hd_http_request_t r = {.method = "GET", .url = u};
 	assert_int_equal(hd_http_start(http, &r, on_done, &s), 0);
@@ -301,7 +304,7 @@ static void test_connection_refused_is_a_transport_error_not_a_timeout(void **st
 static void test_destroy_completes_requests_in_flight_as_aborted(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 10000);
+	hd_http_t *http = hd_http_new(1000, 10000, 0, 0);
 	seen_t s = {0};
 	get(http, "/slow", &s);
 	run(http, 200);   /* sent, not answered */
@@ -312,10 +315,73 @@ static void test_destroy_completes_requests_in_flight_as_aborted(void **state)
 	hd_http_destroy(&http);   /* NULL-safe */
 }
 
+static void test_requests_beyond_the_host_limit_wait_without_burning_their_timeout(void **state)
+{
+	(void)state;
+	/* One connection per host and a 1.2 s timeout; each answer takes 0.7 s.
+	 * Queued inside curl, the third request's clock would run for 2.1 s. */
+	hd_http_t *http = hd_http_new(1000, 1200, 1, 0);
+	seen_t s[3] = {{0}};
+	int64_t t0 = hd_time_mono_ms();
+	for (int i = 0; i < 3; i++)
+		get(http, "/pause", &s[i]);
+	assert_int_equal(hd_http_active(http), 3);
+	assert_int_equal(hd_http_waiting(http), 2);
+	run(http, 6000);
+	assert_int_equal(hd_http_active(http), 0);
+	assert_int_equal(hd_http_waiting(http), 0);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(s[i].calls, 1);
+		assert_false(s[i].timed_out);
+		assert_int_equal(s[i].status, 200);
+	}
+	/* one after the other, over the one kept-alive connection */
+	assert_true(hd_time_mono_ms() - t0 >= 2000);
+	assert_string_equal(s[0].body, s[2].body);
+	hd_http_destroy(&http);
+}
+
+static void test_destroy_aborts_waiting_requests_too(void **state)
+{
+	(void)state;
+	hd_http_t *http = hd_http_new(1000, 10000, 1, 0);
+	seen_t a = {0}, b = {0};
+	get(http, "/slow", &a);
+	hd_http_request_t r = {.method = "POST", .url = url("/echo"), .content_type = "text/plain",
+			       .body = "x", .body_len = 1};
+	assert_int_equal(hd_http_start(http, &r, on_done, &b), 0);
+	assert_int_equal(hd_http_waiting(http), 1);
+	run(http, 200);
+	assert_int_equal(a.calls + b.calls, 0);
+	hd_http_destroy(&http);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(b.calls, 1);
+	assert_true(a.aborted);
+	assert_true(b.aborted);
+}
+
+static void test_hosts_have_separate_connection_limits(void **state)
+{
+	(void)state;
+	hd_http_t *http = hd_http_new(1000, 5000, 1, 0);
+	seen_t a = {0}, b = {0};
+	char other[128];
+	/* the same server under another name: a host of its own */
+	snprintf(other, sizeof other, "http://localhost:%d/ok", server_port);
+	get(http, "/ok", &a);
+	hd_http_request_t r = {.method = "GET", .url = other};
+	assert_int_equal(hd_http_start(http, &r, on_done, &b), 0);
+	assert_int_equal(hd_http_waiting(http), 0);
+	run(http, 5000);
+	assert_int_equal(a.status, 200);
+	assert_int_equal(b.status, 200);
+	hd_http_destroy(&http);
+}
+
 static void test_https_only_refuses_a_plain_http_url(void **state)
 {
 	(void)state;
-	hd_http_t *http = hd_http_new(1000, 5000);
+	hd_http_t *http = hd_http_new(1000, 5000, 0, 0);
 	seen_t s = {0};
 	hd_http_request_t r = {.method = "POST", .url = url("/ok"), .https_only = true};
 	assert_int_equal(hd_http_start(http, &r, on_done, &s), HD_E_INVALID);
@@ -499,6 +565,9 @@ int main(void)
 		cmocka_unit_test(test_a_silent_server_times_out_as_a_transport_error),
 		cmocka_unit_test(test_connection_refused_is_a_transport_error_not_a_timeout),
 		cmocka_unit_test(test_destroy_completes_requests_in_flight_as_aborted),
+		cmocka_unit_test(test_requests_beyond_the_host_limit_wait_without_burning_their_timeout),
+		cmocka_unit_test(test_destroy_aborts_waiting_requests_too),
+		cmocka_unit_test(test_hosts_have_separate_connection_limits),
 		cmocka_unit_test(test_https_only_refuses_a_plain_http_url),
 		cmocka_unit_test(test_retry_after_accepts_delay_seconds),
 		cmocka_unit_test(test_retry_after_accepts_the_three_http_date_forms),

@@ -7,7 +7,8 @@
  *	one turn at a time in the same thread (hw_worker_run_once), so no
  *	test depends on thread scheduling. Heartbeats are short (30 ms) to
  *	keep the suite fast. Covered: READY content, one RESULT per JOB
- *	with the driver's outcome, credit respected, jobs for channels not
+ *	with the driver's outcome, credit respected, credit announced no
+ *	larger than the drivers' capacities, jobs for channels not
  *	served, a full driver, heartbeats when idle (and not when busy
  *	talking), reconnection with a new identity after 3 silent beats with
  *	jobs in flight reporting on the new connection, BYE on stop, jobs
@@ -37,6 +38,7 @@
 #define WAIT_MS 3000   /* for frames that must come; generous for loaded machines */
 
 static const hw_driver_t fake_driver = {"fake", &hd_fake_ops, hd_fake_channel};
+static const hd_channel_ops_t many_ops;   /* a driver with many poll items, below */
 
 typedef struct fixture {
 	void *ctx;
@@ -314,11 +316,82 @@ static void test_a_job_for_a_channel_not_served_is_failed(void **state)
 	assert_non_null(strstr(fr.u.result.detail, "channel not served"));
 }
 
+/* Start a worker with one fake driver per group of text (groups a, b, ...). */
+static void start_worker_groups(fixture_t *f, uint32_t credit, const char *text, size_t groups)
+{
+	assert_int_equal(config_read_string(&f->cfg, text), CONFIG_TRUE);
+	hw_worker_options_t opts = {f->endpoint, "test-worker", credit, HEARTBEAT_MS, 1000};
+	f->w = hw_worker_new(f->ctx, &opts);
+	char err[256];
+	for (size_t i = 0; i < groups; i++) {
+		char name[2] = {(char)('a' + i), '\0'};
+		assert_int_equal(hw_worker_add_driver(f->w, &fake_driver, config_lookup(&f->cfg, name),
+						      err, sizeof err), HD_OK);
+	}
+	assert_int_equal(hw_worker_start(f->w, err, sizeof err), HD_OK);
+}
+
+static uint32_t announced_credit(fixture_t *f)
+{
+	hd_wire_frame_t fr;
+	expect_frame(f, HD_WIRE_READY, &fr);
+	return fr.u.ready.credit;
+}
+
+static void test_ready_announces_no_more_credit_than_the_driver_holds(void **state)
+{
+	fixture_t *f = *state;
+	start_worker(f, 64, 1000, "max_in_flight = 3; delay_ms = 300;");
+	assert_int_equal(announced_credit(f), 3);
+	/* heraldd keeps to it, so every job it sends is taken, none is "busy". */
+	for (int64_t id = 1; id <= 3; id++)
+		send_job(f, id, HD_CHANNEL_EMAIL, "a@example.com");
+	expect_quiet(f, 100);
+	assert_int_equal(hw_worker_stats(f->w).in_flight, 3);
+	assert_int_equal(hw_worker_stats(f->w).refused, 0);
+	/* A fourth is beyond the announced credit, not a driver refusal. */
+	send_job(f, 4, HD_CHANNEL_EMAIL, "d@example.com");
+	hd_wire_frame_t fr;
+	expect_frame(f, HD_WIRE_RESULT, &fr);
+	assert_int_equal(fr.u.result.delivery_id, 4);
+	assert_string_equal(fr.u.result.provider_code, "over_credit");
+}
+
+static void test_ready_announces_the_configured_credit_when_the_drivers_hold_more(void **state)
+{
+	fixture_t *f = *state;
+	start_worker(f, 5, 1000, "max_in_flight = 100;");
+	assert_int_equal(announced_credit(f), 5);
+}
+
+static void test_ready_announces_at_most_the_sum_of_the_drivers_capacities(void **state)
+{
+	fixture_t *f = *state;
+	start_worker_groups(f, 1000, "a = { channel = \"email\"; max_in_flight = 2; };\n"
+				     "b = { channel = \"sms\"; max_in_flight = 5; };\n", 2);
+	assert_int_equal(announced_credit(f), 7);
+}
+
+static void test_a_driver_without_a_capacity_leaves_the_configured_credit(void **state)
+{
+	fixture_t *f = *state;
+	hw_worker_options_t opts = {f->endpoint, "w", 9, HEARTBEAT_MS, 0};
+	f->w = hw_worker_new(f->ctx, &opts);
+	char err[256];
+	/* many_ops (below) has no capacity member: no limit of its own. */
+	static const hw_driver_t many = {"many", &many_ops, NULL};
+	assert_int_equal(hw_worker_add_driver(f->w, &many, NULL, err, sizeof err), HD_OK);
+	assert_int_equal(hw_worker_start(f->w, err, sizeof err), HD_OK);
+	assert_int_equal(announced_credit(f), 9);
+}
+
 static void test_a_full_driver_makes_the_job_retry_busy(void **state)
 {
 	fixture_t *f = *state;
-	start_worker(f, 5, 1000, "max_in_flight = 1; delay_ms = 300;");
-	expect_ready(f);
+	/* One credit for both channels (1 + 4): the email driver alone can be full. */
+	start_worker_groups(f, 5, "a = { channel = \"email\"; max_in_flight = 1; delay_ms = 300; };\n"
+				  "b = { channel = \"sms\"; max_in_flight = 4; };\n", 2);
+	assert_int_equal(announced_credit(f), 5);
 	send_job(f, 1, HD_CHANNEL_EMAIL, "a@example.com");
 	send_job(f, 2, HD_CHANNEL_EMAIL, "b@example.com");
 	hd_wire_frame_t fr;
@@ -600,7 +673,7 @@ static void many_close(void **self_p)
 
 static const hd_channel_ops_t many_ops = {
 	"many", HD_CHANNEL_IM, many_open, many_submit, many_poll_items, many_handle,
-	many_timeout, many_in_flight, many_close,
+	many_timeout, many_in_flight, many_close, NULL,
 };
 
 static void test_every_poll_item_of_every_driver_is_watched(void **state)
@@ -626,6 +699,10 @@ int main(void)
 		T(test_every_job_gets_one_result_with_the_drivers_outcome),
 		T(test_a_job_beyond_the_announced_credit_is_answered_retry_at_once),
 		T(test_a_job_for_a_channel_not_served_is_failed),
+		T(test_ready_announces_no_more_credit_than_the_driver_holds),
+		T(test_ready_announces_the_configured_credit_when_the_drivers_hold_more),
+		T(test_ready_announces_at_most_the_sum_of_the_drivers_capacities),
+		T(test_a_driver_without_a_capacity_leaves_the_configured_credit),
 		T(test_a_full_driver_makes_the_job_retry_busy),
 		T(test_a_heartbeat_is_sent_when_idle_and_only_then),
 		T(test_silence_from_the_broker_makes_the_worker_reconnect_and_report_there),
