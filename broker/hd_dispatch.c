@@ -53,6 +53,7 @@ typedef struct dp_job {
 	dp_job_state_t state;
 	int worker;                   /* index into workers while SENT */
 	int64_t not_before_ms;        /* THROTTLED: when a token is due */
+	int64_t lease_end_ms;         /* monotonic; the lease was taken at claim time */
 } dp_job_t;
 
 typedef struct dp_worker {
@@ -120,6 +121,8 @@ struct hd_dispatch {
 	int64_t next_tick_ms;         /* approval expiries and reminders */
 	bool tick_in_flight;
 	json_t *outcomes;             /* waiting to be recorded */
+	json_t *outcomes_in_flight;   /* being recorded; back to outcomes on failure */
+	bool report_in_flight;
 	bool outcome_in_flight;
 	int64_t next_workers_report_ms;
 
@@ -209,6 +212,25 @@ static void dp_push(dp_list_t *l, dp_job_t *job)
 		l->head = job;
 	l->tail = job;
 	l->count++;
+}
+
+/* Unlink job from l if it is there (O(n): rare path). */
+static void dp_unlink(dp_list_t *l, const dp_job_t *job)
+{
+	dp_job_t *prev = NULL;
+	for (dp_job_t *j = l->head; j; prev = j, j = j->next) {
+		if (j != job)
+			continue;
+		if (prev)
+			prev->next = j->next;
+		else
+			l->head = j->next;
+		if (l->tail == j)
+			l->tail = prev;
+		l->count--;
+		j->next = NULL;
+		return;
+	}
 }
 
 static dp_job_t *dp_pop(dp_list_t *l)
@@ -416,6 +438,7 @@ void hd_dispatch_destroy(hd_dispatch_t **self_p)
 	}
 	free(self->buckets);
 	json_decref(self->outcomes);
+	json_decref(self->outcomes_in_flight);
 	zmq_close(self->router);
 	free(self);
 	*self_p = NULL;
@@ -486,6 +509,16 @@ static void dp_assign(hd_dispatch_t *self, int64_t now_ms)
 			if (!w)
 				break;
 			job = dp_pop(q);
+			/* The lease runs from the claim: give the worker what is left,
+			 * and nothing when too little is left to finish safely (the
+			 * delivery is claimed again once the lease expires). */
+			int64_t lease_left = job->lease_end_ms - now_ms;
+			if (lease_left < self->cfg->dispatch.lease_ms / 4) {
+				hd_info("dispatch.lease_too_short", "delivery_id=%lld left_ms=%lld",
+					(long long)job->delivery_id, (long long)lease_left);
+				dp_job_free(self, job);
+				continue;
+			}
 			int64_t due;
 			if (!dp_take_token(self, job, now_ms, &due)) {
 				job->state = JOB_THROTTLED;
@@ -497,7 +530,7 @@ static void dp_assign(hd_dispatch_t *self, int64_t now_ms)
 			f.u.job.delivery_id = job->delivery_id;
 			f.u.job.message_id = job->message_id;
 			f.u.job.attempt = job->attempt;
-			f.u.job.lease_ms = (uint32_t)self->cfg->dispatch.lease_ms;
+			f.u.job.lease_ms = (uint32_t)lease_left;
 			f.u.job.recipient = job->recipient;
 			f.u.job.kind = job->kind;
 			f.u.job.klass = job->klass;
@@ -527,11 +560,20 @@ static void dp_outcomes_done(void *arg, int code, const PGresult *res, const cha
 {
 	hd_dispatch_t *self = arg;
 	self->outcome_in_flight = false;
+	json_t *batch = self->outcomes_in_flight;
+	self->outcomes_in_flight = NULL;
 	if (code != HD_OK) {
-		/* Not recorded: the leases expire and the deliveries are tried again. */
-		hd_warn("dispatch.outcomes_lost", "reason=\"%s\"", why ? why : "");
+		/* Keep them for the next try: record_outcomes applies a result only
+		 * while we still hold that lease and attempt, so repeating is safe,
+		 * and dropping them would send delivered messages again. */
+		hd_warn("dispatch.outcomes_retry", "count=%zu reason=\"%s\"",
+			json_array_size(batch), why ? why : "");
+		json_array_extend(batch, self->outcomes);
+		json_decref(self->outcomes);
+		self->outcomes = batch;
 		return;
 	}
+	json_decref(batch);
 	int stale = 0;
 	for (int r = 0; r < PQntuples(res); r++)
 		stale += PQgetvalue(res, r, 1)[0] != 't';
@@ -544,24 +586,31 @@ static void dp_flush_outcomes(hd_dispatch_t *self)
 	if (self->outcome_in_flight || json_array_size(self->outcomes) == 0 ||
 	    !hd_pgconn_is_up(self->db_out))
 		return;
+	size_t max = (size_t)self->cfg->dispatch.outcome_batch_max;
 	json_t *batch = self->outcomes;
-	if (json_array_size(batch) > (size_t)self->cfg->dispatch.outcome_batch_max) {
-		/* Split: record the first outcome_batch_max now, keep the rest. */
-		json_t *rest = json_array();
-		while (json_array_size(batch) > (size_t)self->cfg->dispatch.outcome_batch_max) {
-			size_t last = json_array_size(batch) - 1;
-			json_array_insert(rest, 0, json_array_get(batch, last));
-			json_array_remove(batch, last);
-		}
+	if (json_array_size(batch) > max) {
+		/* One forward pass: the first max go now, the rest wait. */
+		json_t *now_part = json_array(), *rest = json_array();
+		size_t i;
+		json_t *v;
+		json_array_foreach(batch, i, v)
+			json_array_append(i < max ? now_part : rest, v);
+		json_decref(batch);
+		batch = now_part;
 		self->outcomes = rest;
 	} else {
 		self->outcomes = json_array();
 	}
 	char *text = json_dumps(batch, JSON_COMPACT);
-	json_decref(batch);
 	const char *params[2] = {self->owner, text};
-	if (hd_pgconn_query(self->db_out, dp_outcomes_sql, 2, params, dp_outcomes_done, self) == HD_OK)
+	if (hd_pgconn_query(self->db_out, dp_outcomes_sql, 2, params, dp_outcomes_done, self) == HD_OK) {
 		self->outcome_in_flight = true;
+		self->outcomes_in_flight = batch;
+	} else {
+		json_array_extend(batch, self->outcomes);
+		json_decref(self->outcomes);
+		self->outcomes = batch;
+	}
 	free(text);
 }
 
@@ -766,14 +815,23 @@ static void dp_claim_done(void *arg, int code, const PGresult *res, const char *
 		hd_class_parse(PQgetvalue(res, r, 6), &job->klass);
 		job->state = JOB_LOADING;
 		job->worker = -1;
+		job->lease_end_ms = hd_time_mono_ms() + self->cfg->dispatch.lease_ms;
 		/* A lease we already hold in memory cannot be claimed again unless it
 		 * expired: drop our stale copy, the database is the truth. */
 		dp_job_t *old = dp_find(self, job->delivery_id);
-		if (old && old->state != JOB_SENT)
-			hd_panic("claimed delivery %lld twice", (long long)job->delivery_id);
 		if (old) {
-			if (old->worker >= 0 && self->workers[old->worker].in_use > 0)
+			/* Our own lease expired while the job waited (for a worker, a
+			 * rate-limit slot or a slow worker): the new claim supersedes it. */
+			if (old->state == JOB_READY)
+				dp_unlink(&self->ready[old->channel], old);
+			else if (old->state == JOB_THROTTLED)
+				dp_unlink(&self->throttled, old);
+			else if (old->state == JOB_SENT && old->worker >= 0 &&
+				 self->workers[old->worker].in_use > 0)
 				self->workers[old->worker].in_use--;
+			else if (old->state == JOB_LOADING)
+				hd_panic("delivery %lld claimed while its claim is loading",
+					 (long long)job->delivery_id);
 			dp_job_free(self, old);
 		}
 		dp_insert(self, job);
@@ -997,7 +1055,8 @@ static void dp_beat(hd_dispatch_t *self, int64_t now_ms)
 
 static void dp_workers_reported(void *arg, int code, const PGresult *res, const char *why)
 {
-	(void)arg;
+	hd_dispatch_t *self = arg;
+	self->report_in_flight = false;
 	(void)res;
 	if (code != HD_OK)
 		hd_warn("dispatch.workers_report_failed", "reason=\"%s\"", why ? why : "");
@@ -1006,7 +1065,8 @@ static void dp_workers_reported(void *arg, int code, const PGresult *res, const 
 /* Tell the database which workers this broker sees, for heraldctl stats. */
 static void dp_report_workers(hd_dispatch_t *self, int64_t now_ms)
 {
-	if (now_ms < self->next_workers_report_ms || !hd_pgconn_is_up(self->db))
+	if (self->report_in_flight || now_ms < self->next_workers_report_ms ||
+	    !hd_pgconn_is_up(self->db))
 		return;
 	self->next_workers_report_ms = now_ms + DP_WORKERS_REPORT_MS;
 	json_t *list = json_array();
@@ -1026,8 +1086,9 @@ static void dp_report_workers(hd_dispatch_t *self, int64_t now_ms)
 	char *text = json_dumps(list, JSON_COMPACT);
 	json_decref(list);
 	const char *params[2] = {self->owner, text};
-	hd_pgconn_query(self->db, "SELECT herald.workers_update($1, $2::jsonb)", 2, params,
-			dp_workers_reported, self);
+	if (hd_pgconn_query(self->db, "SELECT herald.workers_update($1, $2::jsonb)", 2, params,
+			    dp_workers_reported, self) == HD_OK)
+		self->report_in_flight = true;
 	free(text);
 }
 
@@ -1142,7 +1203,8 @@ int64_t hd_dispatch_timeout_ms(const hd_dispatch_t *self, int64_t now_ms)
 		if (wait < best)
 			best = wait > 0 ? wait : 0;
 	}
-	if (json_array_size(self->outcomes) && !self->outcome_in_flight)
+	if (json_array_size(self->outcomes) && !self->outcome_in_flight &&
+	    hd_pgconn_is_up(self->db_out))
 		best = 0;
 	return best;
 }

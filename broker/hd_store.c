@@ -207,8 +207,12 @@ static void hd_store_connect_start(hd_store_t *self, hd_store_conn_t *c, int64_t
 		 (long long)self->opts.statement_timeout_ms);
 	/* expand_dbname lets conninfo be a URL or key=value string, and the
 	 * keywords after it add what the broker insists on. */
-	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options", NULL};
-	const char *vals[] = {self->conninfo, "heraldd", "5", options, NULL};
+	/* TCP keepalives: a database host that vanishes from the network is
+	 * noticed in about 25 s instead of never. */
+	const char *keys[] = {"dbname", "application_name", "connect_timeout", "options",
+			      "keepalives", "keepalives_idle", "keepalives_interval",
+			      "keepalives_count", NULL};
+	const char *vals[] = {self->conninfo, "heraldd", "5", options, "1", "10", "5", "3", NULL};
 	c->conn = PQconnectStartParams(keys, vals, 1);
 	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
 		hd_store_disconnect(self, c, now_ms,
@@ -431,10 +435,13 @@ static bool hd_store_is_connection_error(const PGresult *res, const PGconn *conn
 		return true;
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	/* 08: connection exception; 57P: operator intervention (shutdown);
-	 * 53: insufficient resources; 40001/40P01: retryable conflicts. */
+	 * 53: insufficient resources; 40001/40P01: retryable conflicts;
+	 * 57014: statement timeout; 55P03: lock not available. None of them
+	 * says anything about the messages: answer retryable, reconnect. */
 	return !state || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
 	       strncmp(state, "53", 2) == 0 || strcmp(state, "40001") == 0 ||
-	       strcmp(state, "40P01") == 0;
+	       strcmp(state, "40P01") == 0 || strcmp(state, "57014") == 0 ||
+	       strcmp(state, "55P03") == 0;
 }
 
 /* Put a failed batch back at the front of the queue, each item to go alone. */
