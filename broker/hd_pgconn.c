@@ -19,6 +19,9 @@
 
 typedef enum { PGC_DOWN, PGC_CONNECTING, PGC_READY, PGC_BUSY } pgc_state_t;
 
+#define PGC_CONNECT_DEADLINE_MS 10000
+#define PGC_STATEMENT_SLACK_MS 5000
+
 typedef struct pgc_query {
 	struct pgc_query *next;
 	char *sql;
@@ -38,6 +41,7 @@ struct hd_pgconn {
 	unsigned attempt;
 	int64_t reconnect_at_ms;
 	bool want_write;
+	int64_t deadline_ms;       /* CONNECTING or BUSY for longer than this: give up */
 	pgc_query_t *head, *tail;
 	size_t queued;
 	PGresult *result;          /* first result of the query in flight */
@@ -192,6 +196,8 @@ static void pgc_connect_start(hd_pgconn_t *self, int64_t now_ms)
 		return;
 	}
 	self->state = PGC_CONNECTING;
+	/* PQconnectPoll ignores connect_timeout: the deadline is ours to keep. */
+	self->deadline_ms = now_ms + PGC_CONNECT_DEADLINE_MS;
 	self->connect_poll = PGRES_POLLING_WRITING;
 }
 
@@ -207,6 +213,7 @@ static void pgc_send_next(hd_pgconn_t *self, int64_t now_ms)
 		return;
 	}
 	self->state = PGC_BUSY;
+	self->deadline_ms = now_ms + self->opts.statement_timeout_ms + PGC_STATEMENT_SLACK_MS;
 	self->want_write = PQflush(self->conn) == 1;
 }
 
@@ -299,6 +306,11 @@ void hd_pgconn_handle(hd_pgconn_t *self, int64_t now_ms, const zmq_pollitem_t *i
 {
 	bool readable = item && (item->revents & ZMQ_POLLIN);
 	bool writable = item && (item->revents & ZMQ_POLLOUT);
+	if ((self->state == PGC_CONNECTING || self->state == PGC_BUSY) && now_ms > self->deadline_ms) {
+		pgc_down(self, now_ms, self->state == PGC_CONNECTING ? "connect timed out"
+								     : "no answer from the server");
+		return;
+	}
 	switch (self->state) {
 	case PGC_DOWN:
 		if (now_ms >= self->reconnect_at_ms)

@@ -36,6 +36,7 @@ typedef struct hd_store_conn {
 	unsigned reconnect_attempt;
 	int64_t reconnect_at_ms;
 	bool want_write;              /* PQflush left output behind */
+	int64_t deadline_ms;          /* CONNECTING or BUSY for longer than this: give up */
 
 	hd_store_item_t **inflight;   /* index = ord - 1 */
 	size_t inflight_count;
@@ -58,6 +59,9 @@ struct hd_store {
 	hd_store_item_t *pending_head, *pending_tail;
 	size_t pending_count;
 };
+
+#define HD_STORE_CONNECT_DEADLINE_MS 10000
+#define HD_STORE_STATEMENT_SLACK_MS 5000
 
 static const char hd_store_intake_sql[] =
 	"SELECT ord, message_id, class, state, duplicate, error FROM herald.intake_batch($1::jsonb)";
@@ -221,6 +225,8 @@ static void hd_store_connect_start(hd_store_t *self, hd_store_conn_t *c, int64_t
 	}
 	c->state = HD_STORE_CONNECTING;
 	c->connect_poll = PGRES_POLLING_WRITING;
+	/* PQconnectPoll ignores connect_timeout: the deadline is ours to keep. */
+	c->deadline_ms = now_ms + HD_STORE_CONNECT_DEADLINE_MS;
 }
 
 static void hd_store_connect_poll(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
@@ -353,6 +359,21 @@ static bool hd_store_same_key(const hd_store_item_t *a, const hd_store_item_t *b
 	       strcmp(a->msg->idempotency_key, b->msg->idempotency_key) == 0;
 }
 
+/* A generous estimate of an item's share of the batch's JSON text. */
+static size_t hd_store_item_bytes(const hd_store_item_t *item)
+{
+	const hd_msg_t *m = item->msg;
+	size_t n = 512 + (m->subject ? strlen(m->subject) : 0) + (m->body ? strlen(m->body) : 0) +
+		   (m->html ? strlen(m->html) : 0);
+	for (size_t i = 0; i < m->to_count; i++)
+		n += strlen(m->to[i]) + 4;
+	for (size_t i = 0; i < m->cc_count; i++)
+		n += strlen(m->cc[i]) + 4;
+	for (size_t i = 0; i < m->attachment_count; i++)
+		n += m->attachments[i].size / 3 * 4 + 64;
+	return n;
+}
+
 static bool hd_store_should_flush(const hd_store_t *self, int64_t now_ms)
 {
 	if (!self->pending_head)
@@ -375,6 +396,7 @@ static void hd_store_flush(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 
 	/* An item that failed inside a batch goes alone, so only it fails. */
 	bool alone = self->pending_head->isolate;
+	size_t batch_bytes = 0;
 	c->inflight_count = 0;
 	while (self->pending_head && c->inflight_count < cap) {
 		hd_store_item_t *item = self->pending_head;
@@ -382,6 +404,12 @@ static void hd_store_flush(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 			break;
 		if (!alone && item->isolate)
 			break;
+		/* Bytes bound a batch too: one JSON parameter must stay far below
+		 * PostgreSQL's 1 GB message limit. The first item always goes. */
+		size_t item_bytes = hd_store_item_bytes(item);
+		if (c->inflight_count > 0 && batch_bytes + item_bytes > (size_t)self->opts.batch_max_bytes)
+			break;
+		batch_bytes += item_bytes;
 		self->pending_head = item->next;
 		if (!self->pending_head)
 			self->pending_tail = NULL;
@@ -424,6 +452,9 @@ static void hd_store_flush(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms)
 		return;
 	}
 	c->state = HD_STORE_BUSY;
+	/* statement_timeout is enforced by the server; a server that stops
+	 * answering altogether is caught here. */
+	c->deadline_ms = now_ms + self->opts.statement_timeout_ms + HD_STORE_STATEMENT_SLACK_MS;
 	c->want_write = PQflush(c->conn) == 1;
 }
 
@@ -616,6 +647,12 @@ size_t hd_store_poll_items(hd_store_t *self, zmq_pollitem_t *items, size_t max)
 static void hd_store_handle_conn(hd_store_t *self, hd_store_conn_t *c, int64_t now_ms,
 				 bool readable, bool writable)
 {
+	if ((c->state == HD_STORE_CONNECTING || c->state == HD_STORE_BUSY) &&
+	    now_ms > c->deadline_ms) {
+		hd_store_disconnect(self, c, now_ms, c->state == HD_STORE_CONNECTING
+				    ? "connect timed out" : "no answer from the server");
+		return;
+	}
 	switch (c->state) {
 	case HD_STORE_DOWN:
 		if (now_ms >= c->reconnect_at_ms)

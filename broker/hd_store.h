@@ -76,6 +76,7 @@ typedef struct hd_store_options {
 	const char *conninfo;            /* libpq conninfo or URL; borrowed */
 	int64_t connections;             /* batches in flight at once */
 	int64_t batch_max;
+	int64_t batch_max_bytes;         /* estimated JSON size of one batch */
 	int64_t batch_wait_ms;
 	int64_t max_pending;
 	int64_t reconnect_min_ms;

@@ -107,6 +107,7 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		.conninfo = conninfo,
 		.connections = cfg->database.connections,
 		.batch_max = cfg->intake.batch_max_messages,
+		.batch_max_bytes = cfg->intake.batch_max_bytes,
 		.batch_wait_ms = cfg->intake.batch_max_wait_ms,
 		.max_pending = cfg->intake.max_pending,
 		.reconnect_min_ms = cfg->database.reconnect_min_ms,

@@ -25,6 +25,7 @@ typedef struct hd_config {
 	char *log_level;
 	struct {
 		int64_t batch_max_messages;   /* flush a transaction at N messages */
+		int64_t batch_max_bytes;      /* ... or at about this much data */
 		int64_t batch_max_wait_ms;    /* ... or when the oldest waited T ms */
 		int64_t max_frame_bytes;      /* ZMQ_MAXMSGSIZE */
 		int64_t max_recipients;       /* to + cc per message */

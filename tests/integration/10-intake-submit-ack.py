@@ -21,6 +21,7 @@ from herald_client import email, random_key, Producer
 from herald_harness import Stack, binary, free_port, run_tests
 
 CONFIG = """
+intake = { batch_max_bytes = 1048576; };
 classify = {
   bulk_threshold = 5;
   important_tag = "[重要]";
@@ -193,6 +194,29 @@ def test_attachment_bytes_are_stored_intact():
     got = stack.scalar("SELECT encode(data, 'hex') FROM herald.attachments WHERE message_id = %d"
                        % rep["id"])
     assert got == data.hex()
+    p.close()
+
+
+def test_pipelined_large_attachments_are_split_into_batches_by_size_and_all_stored():
+    p = stack.producer()
+    data = bytes(range(256)) * 1200  # 300 KB: about three fit one 1 MiB batch
+    rids = [p.send(p.request(email(body="report-%d.bin attached" % i, attachments=[
+        {"name": "report-%d.bin" % i, "type": "application/octet-stream", "data": data}])))
+        for i in range(12)]
+    replies = {}
+    while len(replies) < len(rids):
+        rep = p.recv(10000)
+        assert rep is not None, "missing replies"
+        replies[rep["rid"]] = rep
+    assert all(r["ok"] for r in replies.values()), replies
+    ids = ",".join(str(r["id"]) for r in replies.values())
+    assert int(stack.scalar("SELECT count(*) FROM herald.attachments WHERE message_id IN (%s) "
+                            "AND length(data) = %d" % (ids, len(data)))) == 12
+    # More than one transaction carried them (one audit link per batch statement).
+    links = int(stack.scalar("SELECT count(DISTINCT l.seq::text || l.chain_id::text) "
+                             "FROM herald.audit_links l JOIN herald.audit_events e "
+                             "ON e.id = ANY (l.event_ids) WHERE e.message_id IN (%s)" % ids))
+    assert links >= 4, links
     p.close()
 
 

@@ -50,6 +50,7 @@ static int setup(void **state)
 		.conninfo = "host=127.0.0.1 port=1 dbname=none connect_timeout=1",
 		.batch_max = 8, .batch_wait_ms = 1, .max_pending = 4,
 		.reconnect_min_ms = 60000, .reconnect_max_ms = 60000, .statement_timeout_ms = 1000,
+		.batch_max_bytes = 1 << 20,
 	};
 	f->store = hd_store_new(&o, hd_intake_on_stored, f->intake);
 	hd_intake_attach_store(f->intake, f->store);

@@ -38,6 +38,7 @@ static hd_store_t *unreachable_store(void)
 		.conninfo = "host=127.0.0.1 port=1 dbname=none user=none connect_timeout=1",
 		.connections = 2, .batch_max = 8, .batch_wait_ms = 1, .max_pending = 4,
 		.reconnect_min_ms = 200, .reconnect_max_ms = 400, .statement_timeout_ms = 1000,
+		.batch_max_bytes = 1 << 20,
 	};
 	return hd_store_new(&o, on_done, NULL);
 }
