@@ -517,9 +517,10 @@ GRANT EXECUTE ON FUNCTION herald.intake_batch(jsonb) TO herald_broker;
 GRANT SELECT ON ALL TABLES IN SCHEMA herald TO herald_operator;
 GRANT EXECUTE ON FUNCTION herald.audit_verify() TO herald_broker, herald_operator;
 
--- Approvers look at what they are asked to release.
-GRANT SELECT ON herald.messages, herald.attachments, herald.bulk_applications,
-	herald.deliveries, herald.delivery_counts TO herald_approver;
+-- Approvers see only what they are asked to decide, through SECURITY
+-- DEFINER functions that check who is asking (held_for_me, message_detail
+-- in 003): no direct read of other people's messages.
+GRANT SELECT ON herald.delivery_counts TO herald_approver;
 
 GRANT EXECUTE ON FUNCTION herald.epoch_us(timestamptz),
 	herald.audit_event_hash(bigint, timestamptz, text, text, bigint, bigint, text),

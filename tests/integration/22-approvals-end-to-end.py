@@ -112,6 +112,10 @@ def test_A2_1_wrong_head_sender_and_out_of_order_approvals_are_refused_by_the_da
     expect_refusal("alice", "SELECT * FROM herald.approve(%d)" % mid, "own message")
     expect_refusal("sales_head", "UPDATE herald.deliveries SET state = 'queued' "
                    "WHERE message_id = %d" % mid, "permission denied")
+    # Nor can an approver read other people's messages directly (only the
+    # ones they decide, through herald.message_detail).
+    expect_refusal("ops_head", "SELECT body FROM herald.messages WHERE id = %d" % mid,
+                   "permission denied")
     assert states(mid) == ["held"]
     p.close()
 
