@@ -48,6 +48,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n distinct free ports: the sockets stay bound until all are picked."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def port_open(port):
     with socket.socket() as s:
         s.settimeout(0.2)
@@ -71,10 +85,7 @@ class Kannel:
         self.password = password
         self.max_messages = max_messages
         self.dir = tempfile.mkdtemp(prefix="herald-kannel-")
-        self.admin_port = free_port()
-        self.box_port = free_port()
-        self.smsc_port = free_port()
-        self.sendsms_port = free_port()
+        self.admin_port, self.box_port, self.smsc_port, self.sendsms_port = free_ports(4)
         self.sendsms_base = "http://127.0.0.1:%d" % self.sendsms_port
         self.procs = {}
         self.fake_out = os.path.join(self.dir, "fakesmsc.out")
