@@ -210,7 +210,8 @@ def test_migrate_applies_003_and_approvers_get_functions_not_tables():
     assert value("SELECT value FROM herald.settings WHERE key = 'notify_from'") == "herald@localhost.localdomain"
     cols = [r[0] for r in sql("SELECT unnest(proargnames) FROM pg_proc "
                               "WHERE oid = 'herald.intake_batch(jsonb)'::regprocedure")]
-    assert cols == ["batch", "ord", "message_id", "class", "state", "duplicate", "error"], cols
+    # 004 (policy) adds error_field, error_reason and findings after these.
+    assert cols[:7] == ["batch", "ord", "message_id", "class", "state", "duplicate", "error"], cols
     for fn, who in (("herald.approve(bigint, text)", "herald_approver"),
                     ("herald.reject(bigint, text)", "herald_approver"),
                     ("herald.held_for_me(text, text, interval)", "herald_approver"),
