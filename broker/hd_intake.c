@@ -19,12 +19,17 @@
 #include "hd_limits.h"
 #include "hd_log.h"
 #include "hd_mem.h"
+#include "hd_seal.h"
+#include "hd_time.h"
 
 struct hd_intake {
 	void *router;
 	const hd_config_t *cfg;
 	const hd_classify_t *classify;
 	hd_store_t *store;
+	const hd_seal_t *seal;          /* POLICY K2 sealing key; NULL: confidential is refused */
+	hd_policy_t *policy;            /* NULL: no policy checks (unit tests) */
+	hd_policy_verdict_t verdict;    /* scratch for one evaluation */
 	hd_intake_stats_t stats;
 };
 
@@ -69,6 +74,16 @@ void hd_intake_destroy(hd_intake_t **self_p)
 void hd_intake_attach_store(hd_intake_t *self, hd_store_t *store)
 {
 	self->store = store;
+}
+
+void hd_intake_attach_seal(hd_intake_t *self, const hd_seal_t *seal)
+{
+	self->seal = seal;
+}
+
+void hd_intake_attach_policy(hd_intake_t *self, hd_policy_t *policy)
+{
+	self->policy = policy;
 }
 
 void *hd_intake_socket(hd_intake_t *self)
@@ -119,13 +134,18 @@ static void hd_intake_send_error(hd_intake_t *self, const unsigned char *route,
 void hd_intake_on_stored(void *arg, hd_store_item_t *item, const hd_store_result_t *result)
 {
 	hd_intake_t *self = arg;
-	if (result->code == HD_E_INVALID) {
+	if (result->code == HD_E_INVALID || result->code == HD_E_POLICY) {
 		self->stats.rejected++;
-		hd_warn("intake.reject", "rid=%llu app=%s code=%s field=%s reason=\"%s\"",
-			(unsigned long long)item->rid, item->app, hd_err_name(result->code),
-			result->field, result->reason);
-		hd_intake_send_error(self, item->route, item->route_len, item->req_delimiter,
-				     item->rid, result->code, result->field, result->reason);
+		hd_warn("intake.reject", "rid=%llu app=%s sender=%s code=%s field=%s reason=\"%s\"",
+			(unsigned long long)item->rid, item->app, item->msg->sender,
+			hd_err_name(result->code), result->field, result->reason);
+		hd_reply_t reply;
+		memset(&reply, 0, sizeof(reply));
+		reply.rid = item->rid;
+		hd_reply_set_error(&reply, result->code, result->field, result->reason);
+		reply.findings = item->findings;
+		reply.finding_count = item->finding_count;
+		hd_intake_send(self, item->route, item->route_len, item->req_delimiter, &reply);
 		hd_store_item_destroy(&item);
 		return;
 	}
@@ -144,11 +164,123 @@ void hd_intake_on_stored(void *arg, hd_store_item_t *item, const hd_store_result
 	reply.klass = result->klass;
 	snprintf(reply.state, sizeof(reply.state), "%s", result->state);
 	reply.duplicate = result->duplicate;
+	reply.findings = item->findings;   /* borrowed until the item is destroyed */
+	reply.finding_count = item->finding_count;
 	self->stats.accepted++;
 	if (result->duplicate)
 		self->stats.duplicates++;
 	hd_intake_send(self, item->route, item->route_len, item->req_delimiter, &reply);
 	hd_store_item_destroy(&item);
+}
+
+/* ---- policy -------------------------------------------------------------- */
+
+static void hd_intake_add_finding(hd_store_item_t *item, const hd_policy_finding_t *f)
+{
+	if ((item->finding_count & (item->finding_count - 1)) == 0)
+		item->findings = hd_realloc(item->findings, (item->finding_count ? item->finding_count * 2
+									     : 1) * sizeof(*item->findings));
+	hd_finding_t *out = &item->findings[item->finding_count++];
+	out->rule = hd_strdup(f->rule);
+	out->clause = hd_strdup(f->clause);
+	out->action = hd_strdup(hd_policy_action_name(f->action));
+	out->severity = hd_strdup(hd_policy_severity_name(f->severity));
+	out->reason = hd_strdup(f->reason);
+	out->field = hd_strdup(f->field);
+}
+
+/*
+ * Evaluate the policy, classify with its verdict, tag the subject of
+ * important mail (E1), check the bulk application (A3), and put the
+ * findings, the database's rules and any deferral on the item. A
+ * refused item still goes to the store, which records the violations
+ * and answers with the error.
+ */
+static int hd_intake_apply_policy(hd_intake_t *self, hd_store_item_t *item)
+{
+	hd_policy_verdict_t *v = &self->verdict;
+	v->count = 0;
+	v->dropped = 0;
+	v->reject = -1;
+	v->important = v->major = false;
+	v->not_before_s = 0;
+	if (self->policy &&
+	    hd_policy_evaluate(self->policy, item->msg, hd_time_now_us() / 1000000, v) != HD_OK)
+		return HD_E_INTERNAL;
+
+	hd_classify_result_t cls = hd_classify_explain(self->classify, item->msg, v->important,
+							v->major);
+	item->klass = cls.klass;
+	item->important = cls.important;
+	item->major = cls.major;
+	if (cls.important && v->reject < 0 &&
+	    hd_classify_tag_subject(self->classify, item->msg, HD_MAX_SUBJECT_BYTES)) {
+		hd_policy_finding_t *f = hd_policy_verdict_add(v, "important-tag", "E1", HD_POLICY_TAG,
+							       HD_POLICY_INFO, "msg.subject");
+		if (f)
+			snprintf(f->reason, sizeof(f->reason), "important email: the subject now "
+				 "starts with %s (POLICY E1)", self->cfg->classify.important_tag);
+	}
+
+	/* POLICY A3: a bulk send needs its application form, and the form's
+	 * recipient count must be the message's. */
+	size_t recipients = hd_msg_recipient_count(item->msg);
+	hd_policy_finding_t *bulk = NULL;
+	if (item->klass == HD_CLASS_BULK && !item->msg->bulk) {
+		bulk = hd_policy_verdict_add(v, "bulk-application", "A3", HD_POLICY_REJECT,
+					     HD_POLICY_MINOR, "msg.bulk");
+		if (bulk)
+			snprintf(bulk->reason, sizeof(bulk->reason), "a bulk message (%zu recipients) "
+				 "needs a bulk application: purpose, audience, recipient_count, "
+				 "summary (POLICY A3)", recipients);
+	} else if (item->msg->bulk && item->msg->bulk->recipient_count != recipients) {
+		bulk = hd_policy_verdict_add(v, "bulk-application", "A3", HD_POLICY_REJECT,
+					     HD_POLICY_MINOR, "msg.bulk.recipient_count");
+		if (bulk)
+			snprintf(bulk->reason, sizeof(bulk->reason), "the bulk application says %u "
+				 "recipients, the message has %zu (POLICY A3)",
+				 item->msg->bulk->recipient_count, recipients);
+	}
+
+	for (size_t i = 0; i < v->count; i++)
+		hd_intake_add_finding(item, &v->findings[i]);
+	if (v->reject >= 0) {
+		const hd_policy_finding_t *f = &v->findings[v->reject];
+		item->rejected = true;
+		snprintf(item->reject_field, sizeof(item->reject_field), "%s", f->field);
+		snprintf(item->reject_reason, sizeof(item->reject_reason), "%s", f->reason);
+		return HD_OK;
+	}
+	if (self->policy)
+		item->db_rule_count = hd_policy_db_rules(self->policy, item->msg->channel,
+							 &item->db_rules);
+	item->not_before_s = v->not_before_s;
+	return HD_OK;
+}
+
+/*
+ * POLICY K2: a confidential message's body, html and attachments are
+ * sealed (hd_seal) before they leave for the database, so the plain
+ * text never reaches it. Without a sealing key the submission is
+ * refused (answered, item destroyed: true) rather than stored in plain
+ * text: code policy, not unavailable, because resending cannot help
+ * until an operator configures security.seal_key.
+ */
+static bool hd_intake_seal_refused(hd_intake_t *self, hd_store_item_t *item)
+{
+	if (hd_seal_msg(self->seal, item->msg) == HD_OK)
+		return false;
+	static const char reason[] = "POLICY K2: confidential messages are stored encrypted and "
+				     "this heraldd has no sealing key (security.seal_key); ask an "
+				     "operator";
+	self->stats.rejected++;
+	self->stats.policy_rejected++;
+	hd_warn("intake.reject", "rid=%llu app=%s code=policy field=msg.flags reason=\"%s\"",
+		(unsigned long long)item->rid, item->app, reason);
+	hd_intake_send_error(self, item->route, item->route_len, item->req_delimiter, item->rid,
+			     HD_E_POLICY, "msg.flags", reason);
+	hd_store_item_destroy(&item);
+	return true;
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -202,42 +334,35 @@ static void hd_intake_handle_request(hd_intake_t *self, const unsigned char *rou
 	req.app = NULL;
 	req.msg = NULL;
 	hd_request_clear(&req);
-	hd_classify_result_t cls = hd_classify_explain(self->classify, item->msg);
-	item->klass = cls.klass;
-	item->important = cls.important;
-	item->major = cls.major;
-
-	if (cls.important)
-		hd_classify_tag_subject(self->classify, item->msg, HD_MAX_SUBJECT_BYTES);
-
-	/* POLICY A3: a bulk send needs its application form, and the form's
-	 * recipient count must be the message's. */
-	const char *bulk_field = NULL;
-	char bulk_reason[160];
-	size_t recipients = hd_msg_recipient_count(item->msg);
-	if (item->klass == HD_CLASS_BULK && !item->msg->bulk) {
-		bulk_field = "msg.bulk";
-		snprintf(bulk_reason, sizeof(bulk_reason),
-			 "a bulk message (%zu recipients) needs a bulk application: purpose, "
-			 "audience, recipient_count, summary (POLICY A3)", recipients);
-	} else if (item->msg->bulk && item->msg->bulk->recipient_count != recipients) {
-		bulk_field = "msg.bulk.recipient_count";
-		snprintf(bulk_reason, sizeof(bulk_reason),
-			 "the bulk application says %u recipients, the message has %zu",
-			 item->msg->bulk->recipient_count, recipients);
-	}
-	if (bulk_field) {
-		self->stats.rejected++;
-		hd_warn("intake.reject", "rid=%llu app=%s code=%s field=%s reason=\"%s\"",
-			(unsigned long long)item->rid, item->app, hd_err_name(HD_E_POLICY),
-			bulk_field, bulk_reason);
-		hd_intake_send_error(self, route, route_len, req_delimiter, item->rid, HD_E_POLICY,
-				     bulk_field, bulk_reason);
+	if (hd_intake_apply_policy(self, item) != HD_OK) {
+		hd_intake_send_error(self, route, route_len, req_delimiter, item->rid, HD_E_INTERNAL,
+				     "", "the policy could not be evaluated");
 		hd_store_item_destroy(&item);
 		return;
 	}
+	if (item->rejected)
+		self->stats.policy_rejected++;
 
+	if (hd_intake_seal_refused(self, item))
+		return;
 	rc = self->store ? hd_store_submit(self->store, item) : HD_E_UNAVAILABLE;
+	if (rc != HD_OK && item->rejected) {
+		/* Refused whatever the database's state: say so now; the
+		 * violation cannot be recorded, so this log line is its record. */
+		hd_warn("intake.reject", "rid=%llu app=%s sender=%s code=policy field=%s "
+			"reason=\"%s\" violation=unrecorded", (unsigned long long)item->rid,
+			item->app, item->msg->sender, item->reject_field, item->reject_reason);
+		hd_reply_t reply;
+		memset(&reply, 0, sizeof(reply));
+		reply.rid = item->rid;
+		hd_reply_set_error(&reply, HD_E_POLICY, item->reject_field, item->reject_reason);
+		reply.findings = item->findings;
+		reply.finding_count = item->finding_count;
+		hd_intake_send(self, route, route_len, req_delimiter, &reply);
+		self->stats.rejected++;
+		hd_store_item_destroy(&item);
+		return;
+	}
 	if (rc != HD_OK) {
 		self->stats.unavailable++;
 		hd_intake_send_error(self, route, route_len, req_delimiter, item->rid, rc, "",

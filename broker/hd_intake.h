@@ -3,11 +3,13 @@
  *	hd_intake - the producer-facing ROUTER socket of heraldd
  * DESCRIPTION
  *	Receives request frames, decodes them with hd_envelope (the only
- *	place producer bytes are interpreted), classifies submissions and
- *	hands them to hd_store; answers every request exactly once: an ACK
- *	after the store reports the batch committed, or an ERROR with code,
- *	field and reason. Bad input is logged once here (one warn line) and
- *	never reaches the store. It does not block: replies that cannot be
+ *	place producer bytes are interpreted), evaluates the policy
+ *	(hd_policy), classifies submissions and hands them to hd_store;
+ *	answers every request exactly once: an ACK after the store reports
+ *	the batch committed, or an ERROR with code, field and reason (and
+ *	the policy's findings). Bad input is logged once here (one warn
+ *	line) and never reaches the store; a submission the policy refuses
+ *	does, so that its violations are committed before the ERROR. It does not block: replies that cannot be
  *	queued to a gone or slow peer are dropped (the producer resends).
  * OWNERSHIP
  *	hd_intake_t owns its socket; the context, configuration, classifier
@@ -21,6 +23,7 @@
 
 #include "hd_classify.h"
 #include "hd_config.h"
+#include "hd_seal.h"
 #include "hd_store.h"
 
 typedef struct hd_intake hd_intake_t;
@@ -29,7 +32,8 @@ typedef struct hd_intake_stats {
 	uint64_t received;
 	uint64_t accepted;       /* ACKed, duplicates included */
 	uint64_t duplicates;
-	uint64_t rejected;       /* bad input */
+	uint64_t rejected;       /* bad input or refused by the policy */
+	uint64_t policy_rejected; /* of which refused by the policy here */
 	uint64_t unavailable;    /* retryable refusals (database down, busy) */
 } hd_intake_stats_t;
 
@@ -45,6 +49,21 @@ void hd_intake_destroy(hd_intake_t **self_p);
 
 /* Borrowed store that submissions go to (set once, before the loop). */
 void hd_intake_attach_store(hd_intake_t *self, hd_store_t *store);
+
+/*
+ * Borrowed keyring (set once, before the loop; must outlive the intake)
+ * whose current key seals confidential messages before they are stored
+ * (POLICY K2). Without one (or without a current key) a confidential
+ * submission is refused with code policy, field msg.flags.
+ */
+void hd_intake_attach_seal(hd_intake_t *self, const hd_seal_t *seal);
+
+/*
+ * Borrowed policy every submission is evaluated against (set once,
+ * before the loop; without one only classification and the bulk
+ * application check run).
+ */
+void hd_intake_attach_policy(hd_intake_t *self, hd_policy_t *policy);
 
 /* The ROUTER socket, for zmq_poll. Borrowed. */
 void *hd_intake_socket(hd_intake_t *self);

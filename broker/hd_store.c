@@ -64,7 +64,8 @@ struct hd_store {
 #define HD_STORE_STATEMENT_SLACK_MS 5000
 
 static const char hd_store_intake_sql[] =
-	"SELECT ord, message_id, class, state, duplicate, error FROM herald.intake_batch($1::jsonb)";
+	"SELECT ord, message_id, class, state, duplicate, error, error_field, error_reason, findings "
+	"FROM herald.intake_batch($1::jsonb)";
 
 /* ---- items ------------------------------------------------------------ */
 
@@ -75,8 +76,58 @@ void hd_store_item_destroy(hd_store_item_t **item_p)
 	hd_store_item_t *item = *item_p;
 	free(item->app);
 	hd_msg_destroy(&item->msg);
+	hd_reply_t findings = {.findings = item->findings, .finding_count = item->finding_count};
+	hd_reply_clear(&findings);
 	free(item);
 	*item_p = NULL;
+}
+
+/* Append the findings the database added (JSON array) to the item's. */
+static void hd_store_append_findings(hd_store_item_t *item, const char *text)
+{
+	json_error_t jerr;
+	json_t *a = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	size_t n = json_is_array(a) ? json_array_size(a) : 0;
+	if (n > 0) {
+		item->findings = hd_realloc(item->findings,
+					    (item->finding_count + n) * sizeof(*item->findings));
+		for (size_t i = 0; i < n; i++) {
+			json_t *f = json_array_get(a, i);
+			hd_finding_t *out = &item->findings[item->finding_count++];
+			const char *keys[] = {"rule", "clause", "action", "severity", "reason", "field"};
+			char **slots[] = {&out->rule, &out->clause, &out->action, &out->severity,
+					  &out->reason, &out->field};
+			for (size_t k = 0; k < 6; k++) {
+				const char *v = json_string_value(json_object_get(f, keys[k]));
+				*slots[k] = hd_strdup(v ? v : "");
+			}
+		}
+	}
+	json_decref(a);
+}
+
+/*
+ * The database refused the item by one of its rules (I3 for IM, S1 for
+ * SMS: the only database rules that reject): report it as a finding
+ * like the broker's own, so the ERROR says which rule refused it.
+ */
+static void hd_store_add_db_reject(hd_store_item_t *item, const char *field, const char *reason)
+{
+	const hd_policy_db_rule_t *rule = NULL;
+	for (size_t i = 0; i < item->db_rule_count && !rule; i++)
+		if (item->db_rules[i]->action == HD_POLICY_REJECT)
+			rule = item->db_rules[i];
+	if (!rule)
+		return;
+	item->findings = hd_realloc(item->findings,
+				    (item->finding_count + 1) * sizeof(*item->findings));
+	hd_finding_t *f = &item->findings[item->finding_count++];
+	f->rule = hd_strdup(rule->rule);
+	f->clause = hd_strdup(rule->clause);
+	f->action = hd_strdup("reject");
+	f->severity = hd_strdup(hd_policy_severity_name(rule->severity));
+	f->reason = hd_strdup(reason);
+	f->field = hd_strdup(field);
 }
 
 static void hd_store_complete(hd_store_t *self, hd_store_item_t *item,
@@ -281,6 +332,50 @@ static json_t *hd_store_json_strings(char *const *v, size_t n)
 	return a;
 }
 
+/* The policy's keys; absent when it found nothing (the usual case). */
+static void hd_store_encode_policy(const hd_store_item_t *item, json_t *o)
+{
+	if (item->finding_count > 0) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < item->finding_count; i++) {
+			const hd_finding_t *f = &item->findings[i];
+			json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}",
+				"rule", f->rule, "clause", f->clause, "action", f->action,
+				"severity", f->severity, "reason", f->reason,
+				"field", f->field ? f->field : ""));
+		}
+		json_object_set_new_nocheck(o, "findings", a);
+	}
+	if (item->rejected) {
+		const hd_finding_t *f = NULL;
+		for (size_t i = 0; i < item->finding_count && !f; i++)
+			if (strcmp(item->findings[i].action, "reject") == 0)
+				f = &item->findings[i];
+		json_object_set_new_nocheck(o, "reject", json_pack("{s:s, s:s, s:s, s:s, s:s}",
+			"rule", f ? f->rule : "", "clause", f ? f->clause : "",
+			"severity", f ? f->severity : "minor", "field", item->reject_field,
+			"reason", item->reject_reason));
+	}
+	if (item->db_rule_count > 0) {
+		json_t *a = json_array();
+		for (size_t i = 0; i < item->db_rule_count; i++) {
+			const hd_policy_db_rule_t *r = item->db_rules[i];
+			json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "rule", r->rule,
+				"clause", r->clause, "check", r->check,
+				"action", hd_policy_action_name(r->action),
+				"severity", hd_policy_severity_name(r->severity));
+			if (r->count > 0) {
+				json_object_set_new_nocheck(j, "count", json_integer(r->count));
+				json_object_set_new_nocheck(j, "per_s", json_integer(r->per_s));
+			}
+			json_array_append_new(a, j);
+		}
+		json_object_set_new_nocheck(o, "db_rules", a);
+	}
+	if (item->not_before_s > 0)
+		json_object_set_new_nocheck(o, "not_before", json_integer(item->not_before_s));
+}
+
 static json_t *hd_store_encode_item(const hd_store_t *self, const hd_store_item_t *item,
 				    size_t ord)
 {
@@ -338,6 +433,7 @@ static json_t *hd_store_encode_item(const hd_store_t *self, const hd_store_item_
 			"summary", m->bulk->summary));
 	else
 		json_object_set_new_nocheck(o, "bulk", json_null());
+	hd_store_encode_policy(item, o);
 	return o;
 }
 
@@ -540,11 +636,20 @@ static void hd_store_batch_done(hd_store_t *self, hd_store_conn_t *c)
 			  : strcmp(klass, "important") == 0 ? HD_CLASS_IMPORTANT : HD_CLASS_GENERAL;
 		snprintf(out.state, sizeof(out.state), "%s", PQgetvalue(res, r, 3));
 		out.duplicate = PQgetvalue(res, r, 4)[0] == 't';
+		if (!PQgetisnull(res, r, 8))
+			hd_store_append_findings(item, PQgetvalue(res, r, 8));
 		if (!PQgetisnull(res, r, 5)) {
-			/* The database refused this entry alone; nothing was written for it. */
+			/* The database refused this entry alone; nothing but the
+			 * violations was written for it. */
 			const char *error = PQgetvalue(res, r, 5);
 			out.code = HD_E_INVALID;
-			if (strcmp(error, "unknown_sender") == 0) {
+			if (strcmp(error, "policy") == 0) {
+				out.code = HD_E_POLICY;
+				snprintf(out.field, sizeof(out.field), "%s", PQgetvalue(res, r, 6));
+				snprintf(out.reason, sizeof(out.reason), "%s", PQgetvalue(res, r, 7));
+				if (!item->rejected)
+					hd_store_add_db_reject(item, out.field, out.reason);
+			} else if (strcmp(error, "unknown_sender") == 0) {
 				snprintf(out.field, sizeof(out.field), "msg.from");
 				snprintf(out.reason, sizeof(out.reason), "sender %s is not known staff",
 					 item->msg->sender);

@@ -33,7 +33,9 @@
 
 #include <zmq.h>
 
+#include "hd_envelope.h"
 #include "hd_msg.h"
+#include "hd_policy.h"
 
 #define HD_STORE_ROUTE_MAX 256
 
@@ -49,6 +51,15 @@ typedef struct hd_store_item {
 	hd_class_t klass;
 	bool important;                   /* for the approval rules (hd_classify_explain) */
 	bool major;
+	/* The policy's verdict (hd_policy), written with the message. */
+	hd_finding_t *findings;           /* owned; the database's are appended */
+	size_t finding_count;
+	const hd_policy_db_rule_t *const *db_rules;  /* borrowed from the policy */
+	size_t db_rule_count;
+	int64_t not_before_s;             /* quiet hours: deliveries wait until then; 0 = no */
+	bool rejected;                    /* refused by the policy: record the violations only */
+	char reject_field[96];
+	char reject_reason[256];
 	int64_t enqueued_ms;              /* monotonic, set by hd_store_submit */
 	/* Reply routing, owned by the caller and opaque to the store. */
 	uint64_t rid;
@@ -59,13 +70,15 @@ typedef struct hd_store_item {
 
 typedef struct hd_store_result {
 	int code;                /* HD_OK, HD_E_INVALID (refused by the database's rules,
-				  * e.g. an unknown sender), HD_E_UNAVAILABLE, HD_E_INTERNAL */
+				  * e.g. an unknown sender), HD_E_POLICY (refused by the
+				  * policy, here or by the database's policy checks; the
+				  * violations are committed), HD_E_UNAVAILABLE, HD_E_INTERNAL */
 	char field[96];          /* for HD_E_INVALID: the request field at fault */
 	int64_t id;              /* message id */
 	hd_class_t klass;        /* the class stored (the original one for duplicates) */
 	char state[16];          /* "queued" | "held" */
 	bool duplicate;          /* answered from an earlier submission */
-	char reason[192];        /* why, when code != HD_OK */
+	char reason[256];        /* why, when code != HD_OK */
 } hd_store_result_t;
 
 /* Called once per item; the callee takes ownership of item. */

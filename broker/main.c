@@ -26,6 +26,8 @@
 #include "hd_intake.h"
 #include "hd_log.h"
 #include "hd_mem.h"
+#include "hd_policy.h"
+#include "hd_seal.h"
 #include "hd_store.h"
 #include "hd_time.h"
 
@@ -77,14 +79,41 @@ static void heraldd_log_stats(const hd_intake_t *intake, const hd_dispatch_t *di
 		d.window);
 }
 
-static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
+/*
+ * POLICY K2: the keys of security.keys with security.seal_key current;
+ * *out NULL when none are configured (confidential submissions are then
+ * refused). HD_E_CONFIG with "security.keys: path: reason" in err when
+ * a key file cannot be used.
+ */
+static int heraldd_load_seal(const hd_config_t *cfg, hd_seal_t **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (cfg->security.key_count == 0)
+		return HD_OK;
+	hd_seal_t *seal = hd_seal_keyring_new();
+	char why[400];
+	for (size_t i = 0; i < cfg->security.key_count; i++) {
+		if (hd_seal_keyring_add_key_spec(seal, cfg->security.keys[i], false, why,
+						 sizeof(why)) != HD_OK) {
+			snprintf(err, errlen, "security.keys: %s", why);
+			hd_seal_keyring_destroy(&seal);
+			return HD_E_CONFIG;
+		}
+	}
+	if (hd_seal_set_current(seal, cfg->security.seal_key) != HD_OK) {
+		snprintf(err, errlen, "security.seal_key: \"%s\" is not loaded", cfg->security.seal_key);
+		hd_seal_keyring_destroy(&seal);
+		return HD_E_CONFIG;
+	}
+	*out = seal;
+	return HD_OK;
+}
+
+static int heraldd_run(const hd_config_t *cfg, hd_policy_t *policy, const hd_seal_t *seal,
+		       const char *conninfo)
 {
 	hd_classify_t *classify = hd_classify_new(cfg->classify.bulk_threshold,
-						  cfg->classify.important_tag,
-						  cfg->classify.sensitive_keywords,
-						  cfg->classify.sensitive_keyword_count);
-	hd_classify_set_major_keywords(classify, cfg->classify.major_keywords,
-				       cfg->classify.major_keyword_count);
+						  cfg->classify.important_tag);
 	/* ZeroMQ starts its I/O threads with the first socket. They inherit
 	 * this mask, so SIGINT/SIGTERM always interrupt the main thread's
 	 * zmq_poll instead of landing in a thread that never looks. */
@@ -118,6 +147,14 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 	};
 	hd_store_t *store = hd_store_new(&sopts, hd_intake_on_stored, intake);
 	hd_intake_attach_store(intake, store);
+	hd_intake_attach_seal(intake, seal);
+	if (seal)
+		hd_info("heraldd.seal", "seal_key=%s keys=%zu", hd_seal_current(seal),
+			hd_seal_key_count(seal));
+	else
+		hd_warn("heraldd.seal", "seal_key=none reason=\"%s\"", "no security.keys: confidential "
+			"submissions are refused (POLICY K2)");
+	hd_intake_attach_policy(intake, policy);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	hd_dispatch_t *dispatch = hd_dispatch_new(ctx, cfg, conninfo, err, sizeof(err));
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
@@ -129,9 +166,12 @@ static int heraldd_run(const hd_config_t *cfg, const char *conninfo)
 		hd_classify_destroy(&classify);
 		return 1;
 	}
-	hd_info("heraldd.start", "listen=%s batch_max=%lld batch_wait_ms=%lld db_connections=%lld",
+	hd_info("heraldd.start", "listen=%s batch_max=%lld batch_wait_ms=%lld db_connections=%lld "
+		"policy=%s policy_rules=%zu policy_terms=%zu",
 		cfg->listen, (long long)cfg->intake.batch_max_messages,
-		(long long)cfg->intake.batch_max_wait_ms, (long long)cfg->database.connections);
+		(long long)cfg->intake.batch_max_wait_ms, (long long)cfg->database.connections,
+		hd_policy_is_enabled(policy) ? "on" : "off", hd_policy_rule_count(policy),
+		hd_policy_term_count(policy));
 
 	int64_t stop_deadline = 0;
 	uint64_t last_accepted = 0;
@@ -243,8 +283,26 @@ int main(int argc, char **argv)
 		fprintf(stderr, "heraldd: %s\n", err);
 		return 1;
 	}
+	hd_policy_t *policy = NULL;
+	if (hd_policy_load(config_path, &policy, err, sizeof(err)) != HD_OK) {
+		fprintf(stderr, "heraldd: %s\n", err);
+		hd_config_destroy(&cfg);
+		return 1;
+	}
+	hd_seal_t *seal = NULL;
+	if (heraldd_load_seal(cfg, &seal, err, sizeof(err)) != HD_OK) {
+		fprintf(stderr, "heraldd: %s\n", err);
+		hd_policy_destroy(&policy);
+		hd_config_destroy(&cfg);
+		return 1;
+	}
 	if (check) {
-		printf("%s: configuration valid\n", config_path ? config_path : "(defaults)");
+		hd_seal_keyring_destroy(&seal);
+		printf("%s: configuration valid (policy %s: %zu rules, %zu terms)\n",
+		       config_path ? config_path : "(defaults)",
+		       hd_policy_is_enabled(policy) ? "on" : "off", hd_policy_rule_count(policy),
+		       hd_policy_term_count(policy));
+		hd_policy_destroy(&policy);
 		hd_config_destroy(&cfg);
 		return 0;
 	}
@@ -258,6 +316,8 @@ int main(int argc, char **argv)
 	}
 	if (print) {
 		hd_config_print(cfg, stdout);
+		hd_seal_keyring_destroy(&seal);
+		hd_policy_destroy(&policy);
 		hd_config_destroy(&cfg);
 		return 0;
 	}
@@ -268,6 +328,8 @@ int main(int argc, char **argv)
 
 	if (pipe(heraldd_wake_fds) != 0) {
 		fprintf(stderr, "heraldd: pipe: %s\n", strerror(errno));
+		hd_seal_keyring_destroy(&seal);
+		hd_policy_destroy(&policy);
 		hd_config_destroy(&cfg);
 		return 1;
 	}
@@ -282,7 +344,9 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	int rc = heraldd_run(cfg, conninfo);
+	int rc = heraldd_run(cfg, policy, seal, conninfo);
+	hd_seal_keyring_destroy(&seal);
+	hd_policy_destroy(&policy);
 	hd_config_destroy(&cfg);
 	return rc;
 }

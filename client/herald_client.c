@@ -196,6 +196,8 @@ static void hc_set_deadline(herald_client_t *c, hc_entry_t *e, int64_t deadline_
 
 /* ---- completion ------------------------------------------------------ */
 
+static void hc_fill_findings(herald_result_t *res, const hd_reply_t *reply);
+
 static void hc_fill_ack(herald_result_t *res, const hd_reply_t *reply)
 {
 	res->status = HERALD_OK;
@@ -203,6 +205,12 @@ static void hc_fill_ack(herald_result_t *res, const hd_reply_t *reply)
 	HC_COPY(res->klass, hd_class_name(reply->klass));
 	HC_COPY(res->state, reply->state);
 	res->duplicate = reply->duplicate ? 1 : 0;
+	hc_fill_findings(res, reply);
+}
+
+/* An ACK's findings, or those of a policy ERROR. */
+static void hc_fill_findings(herald_result_t *res, const hd_reply_t *reply)
+{
 	res->findings_total = reply->finding_count;
 	res->finding_count = reply->finding_count < HERALD_MAX_FINDINGS ?
 			     reply->finding_count : HERALD_MAX_FINDINGS;
@@ -244,6 +252,7 @@ static void hc_finish(herald_client_t *c, size_t slot, int status, const hd_repl
 		hc_fill_ack(res, reply);
 	} else if (reply) {
 		hc_fill_error(res, status, reply->code, reply->field, reply->reason);
+		hc_fill_findings(res, reply);
 	} else if (status == HERALD_E_UNAVAILABLE) {
 		char why[sizeof(e->last_reason) + 64];
 		if (e->last_code)

@@ -569,15 +569,15 @@ static herald_msg_t *hs_build(const hs_opts_t *o)
 static json_t *hs_json_result(const herald_result_t *r)
 {
 	json_t *o;
+	json_t *findings = json_array();
+	for (size_t i = 0; i < r->finding_count; i++) {
+		const herald_finding_t *f = &r->findings[i];
+		json_array_append_new(findings,
+			json_pack("{s:s, s:s, s:s, s:s, s:s}", "rule", f->rule,
+				  "clause", f->clause, "action", f->action,
+				  "severity", f->severity, "reason", f->reason));
+	}
 	if (r->status == HERALD_OK) {
-		json_t *findings = json_array();
-		for (size_t i = 0; i < r->finding_count; i++) {
-			const herald_finding_t *f = &r->findings[i];
-			json_array_append_new(findings,
-				json_pack("{s:s, s:s, s:s, s:s, s:s}", "rule", f->rule,
-					  "clause", f->clause, "action", f->action,
-					  "severity", f->severity, "reason", f->reason));
-		}
 		o = json_pack("{s:b, s:I, s:s, s:s, s:b, s:o}", "ok", 1, "id",
 			      (json_int_t)r->id, "class", r->klass, "state", r->state,
 			      "duplicate", r->duplicate, "findings", findings);
@@ -587,6 +587,7 @@ static json_t *hs_json_result(const herald_result_t *r)
 			      r->retryable);
 		json_object_set_new(o, "unavailable",
 				    json_boolean(r->status == HERALD_E_UNAVAILABLE));
+		json_object_set_new(o, "findings", findings);
 	}
 	json_object_set_new(o, "idempotency_key", json_string(r->idempotency_key));
 	json_object_set_new(o, "attempts", json_integer(r->attempts));
@@ -622,6 +623,10 @@ static void hs_print(const hs_opts_t *o, const herald_result_t *r)
 	case HERALD_E_REJECTED:
 		fprintf(stderr, "rejected code=%s%s%s reason=%s\n", r->code,
 			r->field[0] ? " field=" : "", r->field, r->reason);
+		for (size_t i = 0; i < r->finding_count; i++)
+			fprintf(stderr, "finding rule=%s clause=%s action=%s severity=%s reason=%s\n",
+				r->findings[i].rule, r->findings[i].clause, r->findings[i].action,
+				r->findings[i].severity, r->findings[i].reason);
 		break;
 	case HERALD_E_UNAVAILABLE:
 		fprintf(stderr, "unavailable code=%s reason=%s\n", r->code, r->reason);

@@ -16,6 +16,7 @@
 #include "hd_err.h"
 #include "hd_limits.h"
 #include "hd_mem.h"
+#include "hd_seal.h"
 
 typedef enum { HD_PARAM_INT, HD_PARAM_STRING, HD_PARAM_STRING_LIST } hd_param_type_t;
 
@@ -57,13 +58,6 @@ static const hd_param_t hd_config_params[] = {
 	 50, 2, HD_MAX_RECIPIENTS, NULL, "recipients at or above this make a message bulk"},
 	{"classify.important_tag", HD_PARAM_STRING, HD_OFF(classify.important_tag), 0,
 	 0, 0, 0, "[重要]", "subject tag that marks a message important"},
-	{"classify.sensitive_keywords", HD_PARAM_STRING_LIST,
-	 HD_OFF(classify.sensitive_keywords), HD_OFF(classify.sensitive_keyword_count),
-	 0, 0, 0, "机密\n绝密\nconfidential\nsalary\n薪酬",
-	 "any of these in subject or body makes a message important"},
-	{"classify.major_keywords", HD_PARAM_STRING_LIST, HD_OFF(classify.major_keywords),
-	 HD_OFF(classify.major_keyword_count), 0, 0, 0, "重大决策\n董事会\nmerger\nacquisition",
-	 "any of these makes an important message major: senior leadership approves too"},
 	{"approval.due_s", HD_PARAM_INT, HD_OFF(approval.due_s), 0,
 	 172800, 1, 31536000, NULL, "POLICY A2.2: an approval request expires after this (48 h)"},
 	{"approval.reminder_s", HD_PARAM_INT, HD_OFF(approval.reminder_s), 0,
@@ -101,6 +95,11 @@ static const hd_param_t hd_config_params[] = {
 	 5000, 10, 600000, NULL, "reconnect delay cap"},
 	{"database.statement_timeout_ms", HD_PARAM_INT, HD_OFF(database.statement_timeout_ms), 0,
 	 10000, 100, 600000, NULL, "PostgreSQL statement_timeout for broker statements"},
+	{"security.keys", HD_PARAM_STRING_LIST, HD_OFF(security.keys), HD_OFF(security.key_count),
+	 0, 0, 0, "", "POLICY K2: \"ID:PATH\" key files (32 bytes, mode 0600) that seal "
+	 "confidential content at rest; empty = confidential submissions are refused"},
+	{"security.seal_key", HD_PARAM_STRING, HD_OFF(security.seal_key), 0, 0, 0, 0, "",
+	 "id of the key in security.keys that seals new confidential content"},
 };
 
 #define HD_PARAM_COUNT (sizeof(hd_config_params) / sizeof(hd_config_params[0]))
@@ -243,6 +242,8 @@ static int hd_config_walk(hd_config_t *cfg, const config_setting_t *group, const
 			rc = hd_config_apply(cfg, s, file, path, p, err, errlen);
 		else if (config_setting_type(s) == CONFIG_TYPE_GROUP && hd_config_is_group_prefix(path))
 			rc = hd_config_walk(cfg, s, file, path, err, errlen);
+		else if (strcmp(path, "policy") == 0 && config_setting_type(s) == CONFIG_TYPE_GROUP)
+			rc = HD_OK; /* the policy rules: hd_policy reads and checks them */
 		else
 			rc = hd_config_fail(s, file, err, errlen, path, "unknown setting");
 		if (rc != HD_OK)
@@ -251,8 +252,65 @@ static int hd_config_walk(hd_config_t *cfg, const config_setting_t *group, const
 	return HD_OK;
 }
 
+void hd_config_set_include_dir(struct config_t *lc, const char *path)
+{
+	/* @include "policy.conf" means the file beside this one. */
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		config_set_include_dir(lc, ".");
+		return;
+	}
+	char dir[4096];
+	size_t n = (size_t)(slash - path);
+	if (n == 0)
+		n = 1;
+	if (n >= sizeof(dir))
+		return;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	config_set_include_dir(lc, dir);
+}
+
+/* security: "ID:PATH" syntax, unique ids, seal_key one of them (the files are read by heraldd). */
+static int hd_config_check_security(const hd_config_t *cfg, char *err, size_t errlen,
+				    const char *file)
+{
+	char why[192], ids[HD_SEAL_MAX_KEYS][HD_SEAL_MAX_ID_BYTES + 1];
+	bool found = false;
+	if (cfg->security.key_count > HD_SEAL_MAX_KEYS) {
+		snprintf(err, errlen, "%s: security.keys: more than %d keys", file, HD_SEAL_MAX_KEYS);
+		return HD_E_CONFIG;
+	}
+	for (size_t i = 0; i < cfg->security.key_count; i++) {
+		if (hd_seal_parse_key_spec(cfg->security.keys[i], ids[i], why, sizeof(why)) != HD_OK) {
+			snprintf(err, errlen, "%s: security.keys: %s", file, why);
+			return HD_E_CONFIG;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ids[i], ids[j]) == 0) {
+				snprintf(err, errlen, "%s: security.keys: key id \"%.16s\" given twice",
+					 file, ids[i]);
+				return HD_E_CONFIG;
+			}
+		found = found || strcmp(ids[i], cfg->security.seal_key) == 0;
+	}
+	if (cfg->security.key_count > 0 && !*cfg->security.seal_key) {
+		snprintf(err, errlen, "%s: security.seal_key: required with security.keys "
+			 "(the id of the key that seals new content)", file);
+		return HD_E_CONFIG;
+	}
+	if (*cfg->security.seal_key && !found) {
+		snprintf(err, errlen, "%s: security.seal_key: \"%.40s\" is not an id in "
+			 "security.keys", file, cfg->security.seal_key);
+		return HD_E_CONFIG;
+	}
+	return HD_OK;
+}
+
 static int hd_config_check(const hd_config_t *cfg, char *err, size_t errlen, const char *file)
 {
+	if (hd_config_check_security(cfg, err, errlen, file) != HD_OK)
+		return HD_E_CONFIG;
 	if (cfg->database.reconnect_min_ms > cfg->database.reconnect_max_ms) {
 		snprintf(err, errlen, "%s: database.reconnect_min_ms exceeds database.reconnect_max_ms", file);
 		return HD_E_CONFIG;
@@ -292,6 +350,7 @@ int hd_config_load(const char *path, hd_config_t **out, char *err, size_t errlen
 	if (path) {
 		config_t lc;
 		config_init(&lc);
+		hd_config_set_include_dir(&lc, path);
 		if (config_read_file(&lc, path) != CONFIG_TRUE) {
 			if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
 				snprintf(err, errlen, "%s: cannot read file", path);

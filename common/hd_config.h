@@ -6,7 +6,9 @@
  *	row of a table (path, type, default, bounds, help); loading walks
  *	the file and refuses unknown keys, wrong types and out-of-range
  *	values with "file:line: reason". The result is an immutable struct;
- *	hd_config_print shows the effective values (--print-config).
+ *	hd_config_print shows the effective values (--print-config). The
+ *	top-level group `policy` is skipped here: the policy module
+ *	(broker/hd_policy) reads and checks it from the same file.
  * OWNERSHIP
  *	hd_config_t owns all its strings; free it with hd_config_destroy.
  */
@@ -34,10 +36,6 @@ typedef struct hd_config {
 	struct {
 		int64_t bulk_threshold;       /* recipients at or above this are bulk */
 		char *important_tag;          /* subject tag that marks important mail */
-		char **sensitive_keywords;    /* any of these makes a message important */
-		size_t sensitive_keyword_count;
-		char **major_keywords;        /* any of these also needs senior leadership */
-		size_t major_keyword_count;
 	} classify;
 	struct {
 		int64_t due_s;                /* an approval request expires after this */
@@ -66,6 +64,11 @@ typedef struct hd_config {
 		int64_t reconnect_max_ms;
 		int64_t statement_timeout_ms;
 	} database;
+	struct {
+		char **keys;                  /* "ID:PATH" of each key file (hd_seal) */
+		size_t key_count;
+		char *seal_key;               /* id of the key new content is sealed with */
+	} security;
 } hd_config_t;
 
 /* A per-recipient rate limit: at most count deliveries per per_seconds. */
@@ -83,6 +86,14 @@ int hd_config_parse_rate_limit(const char *spec, hd_rate_limit_t *out);
  * caller. On failure returns HD_E_CONFIG with "file:line: reason" in err.
  */
 int hd_config_load(const char *path, hd_config_t **out, char *err, size_t errlen);
+
+/*
+ * Resolve @include directives of the file at path relative to its
+ * directory (libconfig's default is the working directory). hd_policy
+ * reads the same file and uses it too.
+ */
+struct config_t;
+void hd_config_set_include_dir(struct config_t *lc, const char *path);
 
 /* Write the effective configuration in libconfig syntax. */
 void hd_config_print(const hd_config_t *self, FILE *out);

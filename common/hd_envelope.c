@@ -141,6 +141,7 @@ typedef struct dctx {
 	const uint8_t *base;
 	hd_decode_error_t *err;
 	size_t max_recipients;
+	bool sealed_ok;    /* a stored message: sealed parts may exceed the producer limits */
 } dctx_t;
 
 /* A field path, formatted only when an error is reported. */
@@ -284,6 +285,34 @@ static int dup_text(dctx_t *c, path_t p, size_t min_len, size_t max_len, char **
 	return HD_OK;
 }
 
+/*
+ * Starts like a value sealed at rest (hd_seal; the magic is in
+ * hd_limits.h so that this codec needs nothing else): only such values
+ * get the sealed allowance. Whether it opens is the worker's business.
+ */
+static bool looks_sealed(const void *p, size_t len, const char *magic)
+{
+	size_t n = strlen(magic);
+	return len > n && memcmp(p, magic, n) == 0;
+}
+
+/*
+ * body and html: a producer's text up to max_len; in a stored message
+ * (sealed_ok) sealed text (hd_seal) up to sealed_max, which is longer.
+ */
+static int dup_sealable_text(dctx_t *c, path_t p, size_t max_len, size_t sealed_max, char **out)
+{
+	const char *s;
+	uint32_t len;
+	int rc = get_text(c, p, 0, c->sealed_ok ? sealed_max : max_len, &s, &len);
+	if (rc != HD_OK)
+		return rc;
+	if (len > max_len && !looks_sealed(s, len, HD_SEAL_TEXT_MAGIC))
+		return fail(c, HD_E_TOOBIG, p, "longer than %zu bytes", max_len);
+	*out = hd_strndup(s, len);
+	return HD_OK;
+}
+
 /* Copy a short str into buf (NUL-terminated) for enum lookups; "" if too long. */
 static void short_copy(char *buf, size_t cap, const char *s, uint32_t len)
 {
@@ -406,7 +435,9 @@ static int decode_attachment(dctx_t *c, size_t i, hd_attachment_t *a)
 			const uint8_t *d;
 			if ((rc = hd_mpack_read_bin(&c->r, &d, &len)) != HD_OK)
 				return value_err(c, rc, p, "bin");
-			if (len > HD_MAX_ATTACH_BYTES)
+			if (len > HD_MAX_ATTACH_BYTES &&
+			    !(c->sealed_ok && len <= HD_MAX_SEALED_ATTACH_BYTES &&
+			      looks_sealed(d, len, HD_SEAL_BYTES_MAGIC)))
 				return fail(c, HD_E_TOOBIG, p, "longer than %u bytes", HD_MAX_ATTACH_BYTES);
 			a->data = hd_malloc(len);
 			memcpy(a->data, d, len);
@@ -591,9 +622,11 @@ static int decode_msg_field(dctx_t *c, hd_msg_t *m, int k)
 		m->subject = hd_strndup(s, len);
 		return HD_OK;
 	case MK_BODY:
-		return dup_text(c, path("msg.body"), 0, HD_MAX_BODY_BYTES, &m->body);
+		return dup_sealable_text(c, path("msg.body"), HD_MAX_BODY_BYTES,
+					 HD_MAX_SEALED_BODY_BYTES, &m->body);
 	case MK_HTML:
-		return dup_text(c, path("msg.html"), 0, HD_MAX_HTML_BYTES, &m->html);
+		return dup_sealable_text(c, path("msg.html"), HD_MAX_HTML_BYTES,
+					 HD_MAX_SEALED_HTML_BYTES, &m->html);
 	case MK_ATTACHMENTS:
 		return decode_attachments(c, m);
 	case MK_FLAGS:
@@ -674,15 +707,15 @@ static int decode_msg(dctx_t *c, hd_msg_t **msg_p)
 	return HD_OK;
 }
 
-int hd_envelope_decode_msg(hd_mpack_reader_t *r, const uint8_t *base, size_t max_recipients,
-			   hd_msg_t **out, hd_decode_error_t *err)
+static int decode_msg_at(hd_mpack_reader_t *r, const uint8_t *base, size_t max_recipients,
+			 bool sealed_ok, hd_msg_t **out, hd_decode_error_t *err)
 {
 	hd_decode_error_t scratch;
 	if (!err)
 		err = &scratch;
 	memset(err, 0, sizeof *err);
 	*out = NULL;
-	dctx_t c = {.r = *r, .base = base ? base : r->p, .err = err};
+	dctx_t c = {.r = *r, .base = base ? base : r->p, .err = err, .sealed_ok = sealed_ok};
 	c.max_recipients = max_recipients == 0 || max_recipients > HD_MAX_RECIPIENTS
 				   ? HD_MAX_RECIPIENTS
 				   : max_recipients;
@@ -695,6 +728,18 @@ int hd_envelope_decode_msg(hd_mpack_reader_t *r, const uint8_t *base, size_t max
 	*r = c.r;
 	*out = m;
 	return HD_OK;
+}
+
+int hd_envelope_decode_msg(hd_mpack_reader_t *r, const uint8_t *base, size_t max_recipients,
+			   hd_msg_t **out, hd_decode_error_t *err)
+{
+	return decode_msg_at(r, base, max_recipients, false, out, err);
+}
+
+int hd_envelope_decode_stored_msg(hd_mpack_reader_t *r, const uint8_t *base,
+				  size_t max_recipients, hd_msg_t **out, hd_decode_error_t *err)
+{
+	return decode_msg_at(r, base, max_recipients, true, out, err);
 }
 
 static int decode_request_map(dctx_t *c, hd_request_t *out)
@@ -1150,6 +1195,27 @@ static void enc_text_capped(enc_t *e, const char *s, size_t max_bytes)
 	enc_str_n(e, tmp, n);
 }
 
+static void enc_findings(enc_t *e, const hd_reply_t *reply)
+{
+	size_t nf = reply->finding_count < HD_MAX_FINDINGS ? reply->finding_count : HD_MAX_FINDINGS;
+	ENC_KEY(e, "findings");
+	enc_array(e, nf);
+	for (size_t i = 0; i < nf; i++) {
+		const hd_finding_t *f = &reply->findings[i];
+		enc_map(e, 5);
+		ENC_KEY(e, "rule");
+		enc_text_capped(e, f->rule, HD_MAX_FINDING_TEXT_BYTES);
+		ENC_KEY(e, "clause");
+		enc_text_capped(e, f->clause, HD_MAX_FINDING_TEXT_BYTES);
+		ENC_KEY(e, "action");
+		enc_text_capped(e, f->action, HD_MAX_FINDING_TEXT_BYTES);
+		ENC_KEY(e, "severity");
+		enc_text_capped(e, f->severity, HD_MAX_FINDING_TEXT_BYTES);
+		ENC_KEY(e, "reason");
+		enc_text_capped(e, f->reason, HD_MAX_FINDING_TEXT_BYTES);
+	}
+}
+
 int hd_envelope_encode_reply(const hd_reply_t *reply, uint8_t **buf, size_t *len)
 {
 	if (!reply || !buf || !len)
@@ -1159,9 +1225,9 @@ int hd_envelope_encode_reply(const hd_reply_t *reply, uint8_t **buf, size_t *len
 			return HD_E_INVALID;
 		if (strcmp(reply->state, "queued") != 0 && strcmp(reply->state, "held") != 0)
 			return HD_E_INVALID;
-		if (reply->finding_count > 0 && !reply->findings)
-			return HD_E_INVALID;
 	}
+	if (!reply->pong && reply->finding_count > 0 && !reply->findings)
+		return HD_E_INVALID;
 	enc_t e;
 	enc_init(&e, 512);
 	if (reply->ok && reply->pong) {
@@ -1169,7 +1235,8 @@ int hd_envelope_encode_reply(const hd_reply_t *reply, uint8_t **buf, size_t *len
 	} else if (reply->ok) {
 		enc_map(&e, 8);
 	} else {
-		enc_map(&e, reply->retry_after_ms > 0 ? 8u : 7u);
+		/* An ERROR carries the policy findings that refused it, if any. */
+		enc_map(&e, 7u + (reply->retry_after_ms > 0) + (reply->finding_count > 0));
 	}
 	ENC_KEY(&e, "v");
 	enc_uint(&e, HD_PROTOCOL_VERSION);
@@ -1186,24 +1253,7 @@ int hd_envelope_encode_reply(const hd_reply_t *reply, uint8_t **buf, size_t *len
 		enc_str(&e, reply->state);
 		ENC_KEY(&e, "duplicate");
 		enc_bool(&e, reply->duplicate);
-		size_t nf = reply->finding_count < HD_MAX_FINDINGS ? reply->finding_count
-								   : HD_MAX_FINDINGS;
-		ENC_KEY(&e, "findings");
-		enc_array(&e, nf);
-		for (size_t i = 0; i < nf; i++) {
-			const hd_finding_t *f = &reply->findings[i];
-			enc_map(&e, 5);
-			ENC_KEY(&e, "rule");
-			enc_text_capped(&e, f->rule, HD_MAX_FINDING_TEXT_BYTES);
-			ENC_KEY(&e, "clause");
-			enc_text_capped(&e, f->clause, HD_MAX_FINDING_TEXT_BYTES);
-			ENC_KEY(&e, "action");
-			enc_text_capped(&e, f->action, HD_MAX_FINDING_TEXT_BYTES);
-			ENC_KEY(&e, "severity");
-			enc_text_capped(&e, f->severity, HD_MAX_FINDING_TEXT_BYTES);
-			ENC_KEY(&e, "reason");
-			enc_text_capped(&e, f->reason, HD_MAX_FINDING_TEXT_BYTES);
-		}
+		enc_findings(&e, reply);
 	} else if (!reply->ok) {
 		int code = reply->code;
 		if (code >= 0 || hd_err_from_name(hd_err_name(code)) != code)
@@ -1223,6 +1273,8 @@ int hd_envelope_encode_reply(const hd_reply_t *reply, uint8_t **buf, size_t *len
 			ENC_KEY(&e, "retry_after_ms");
 			enc_uint(&e, (uint64_t)reply->retry_after_ms);
 		}
+		if (reply->finding_count > 0)
+			enc_findings(&e, reply);
 	}
 	enc_finish(&e, buf, len);
 	return HD_OK;
@@ -1369,7 +1421,8 @@ static int decode_reply_map(dctx_t *c, hd_reply_t *out)
 				  BIT(PK_FINDINGS);
 	const uint32_t err_keys = BIT(PK_CODE) | BIT(PK_FIELD) | BIT(PK_REASON) |
 				  BIT(PK_RETRYABLE) | BIT(PK_RETRY_AFTER);
-	const uint32_t forbidden = out->ok ? err_keys : ack_keys;
+	/* findings: always in an ACK, optional in an ERROR (what refused it). */
+	const uint32_t forbidden = out->ok ? err_keys : ack_keys & ~BIT(PK_FINDINGS);
 	const uint32_t required = out->ok ? ack_keys : err_keys & ~BIT(PK_RETRY_AFTER);
 	for (int k = 0; k < (int)COUNT_OF(reply_keys); k++)
 		if (seen & forbidden & BIT(k))
@@ -1420,6 +1473,7 @@ void hd_reply_clear(hd_reply_t *reply)
 		free(f->action);
 		free(f->severity);
 		free(f->reason);
+		free(f->field);
 	}
 	free(reply->findings);
 	memset(reply, 0, sizeof *reply);

@@ -52,13 +52,19 @@ typedef struct hd_decode_error {
 #define HD_MAX_FINDINGS           64u
 #define HD_MAX_FINDING_TEXT_BYTES 1024u
 
-/* One policy finding carried in an ACK (filled by the policy module). */
+/*
+ * One policy finding carried in an ACK, or in the ERROR of a submission
+ * the policy refused (filled by the policy module).
+ */
 typedef struct hd_finding {
 	char *rule;
 	char *clause;      /* POLICY.md clause ID, e.g. "E1" */
 	char *action;      /* reject | hold | tag | defer | warn */
 	char *severity;    /* info | minor | major | critical */
 	char *reason;
+	char *field;       /* server side only: the request field at fault
+			    * (stored with violations); never on the wire, NULL
+			    * after decoding */
 } hd_finding_t;
 
 typedef struct hd_reply {
@@ -70,7 +76,7 @@ typedef struct hd_reply {
 	hd_class_t klass;
 	char state[16];           /* "queued" | "held" */
 	bool duplicate;           /* an idempotent resend answered from the store */
-	hd_finding_t *findings;   /* owned */
+	hd_finding_t *findings;   /* owned; also in an ERROR the policy decided */
 	size_t finding_count;
 	/* ERROR */
 	int code;                 /* HD_E_* */
@@ -108,6 +114,16 @@ int hd_envelope_decode_request(const uint8_t *buf, size_t len,
  */
 int hd_envelope_decode_msg(hd_mpack_reader_t *r, const uint8_t *base, size_t max_recipients,
 			   hd_msg_t **out, hd_decode_error_t *err);
+
+/*
+ * hd_envelope_decode_msg for a message read back from the store (the
+ * worker protocol's JOB): body, html and attachment data that are
+ * sealed at rest (hd_seal, POLICY K2) may be up to
+ * HD_MAX_SEALED_BODY_BYTES, HD_MAX_SEALED_HTML_BYTES and
+ * HD_MAX_SEALED_ATTACH_BYTES; everything else as for a producer.
+ */
+int hd_envelope_decode_stored_msg(hd_mpack_reader_t *r, const uint8_t *base,
+				  size_t max_recipients, hd_msg_t **out, hd_decode_error_t *err);
 
 /*
  * Append msg as one msgpack map (section 1.3) to pk, a msgpack-c packer

@@ -31,4 +31,26 @@
 #define HD_MAX_BULK_TEXT_BYTES   2048u  /* each bulk application text */
 #define HD_MAX_DEPTH             4u     /* nesting of maps and arrays */
 
+/*
+ * Confidential content sealed at rest (common/hd_seal.h, POLICY K2)
+ * travels sealed from the database to the worker, so the worker
+ * protocol's JOB accepts it larger than a producer may send it. A
+ * sealed text is "hdseal:1:<key id>:" + base64(nonce || ciphertext ||
+ * tag); sealed bytes are "hdseal:1b:<key id>:" + the same raw bytes.
+ */
+#define HD_SEAL_TEXT_MAGIC       "hdseal:1:"
+#define HD_SEAL_BYTES_MAGIC      "hdseal:1b:"
+#define HD_SEAL_HEADER_MAX_BYTES 28u    /* "hdseal:1b:" + 16-byte key id + ":" (27), rounded */
+#define HD_SEAL_CRYPTO_BYTES     40u    /* XChaCha20 nonce 24 + Poly1305 tag 16 */
+#define HD_SEALED_TEXT_BYTES(n)  (HD_SEAL_HEADER_MAX_BYTES + \
+				  ((n) + HD_SEAL_CRYPTO_BYTES + 2u) / 3u * 4u)
+#define HD_SEALED_BIN_BYTES(n)   (HD_SEAL_HEADER_MAX_BYTES + (n) + HD_SEAL_CRYPTO_BYTES)
+#define HD_MAX_SEALED_BODY_BYTES   HD_SEALED_TEXT_BYTES(HD_MAX_BODY_BYTES)
+#define HD_MAX_SEALED_HTML_BYTES   HD_SEALED_TEXT_BYTES(HD_MAX_HTML_BYTES)
+#define HD_MAX_SEALED_ATTACH_BYTES HD_SEALED_BIN_BYTES(HD_MAX_ATTACH_BYTES)
+/* What sealing adds to a whole message at most: body, html, every attachment. */
+#define HD_MAX_SEAL_GROWTH_BYTES ((HD_MAX_SEALED_BODY_BYTES - HD_MAX_BODY_BYTES) + \
+				  (HD_MAX_SEALED_HTML_BYTES - HD_MAX_HTML_BYTES) + \
+				  HD_MAX_ATTACHMENTS * HD_SEALED_BIN_BYTES(0u))
+
 #endif

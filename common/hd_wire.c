@@ -413,7 +413,7 @@ static int decode_value(wctx_t *c, int k, scratch_t *s)
 		return HD_OK;
 	}
 	case WK_MSG:
-		return hd_envelope_decode_msg(&c->r, c->base, 0, &s->job.msg, c->err);
+		return hd_envelope_decode_stored_msg(&c->r, c->base, 0, &s->job.msg, c->err);
 	case WK_OUTCOME: {
 		if ((rc = hd_mpack_read_str(&c->r, &str, &len)) != HD_OK)
 			return value_err(c, rc, "outcome", "a string");

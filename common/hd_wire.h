@@ -33,7 +33,8 @@
 #define HD_WIRE_MAX_DETAIL_BYTES 1024u   /* provider text */
 #define HD_WIRE_MAX_ID_BYTES     256u    /* provider message id */
 /* Added by the worker side (docs/PROTOCOL.md section 2.8): */
-#define HD_WIRE_MAX_FRAME_BYTES  (HD_MAX_FRAME_BYTES + 65536u) /* a JOB: a producer-sized msg + delivery fields */
+/* A JOB: a producer-sized msg, its confidential parts sealed (hd_limits.h), + delivery fields. */
+#define HD_WIRE_MAX_FRAME_BYTES  (HD_MAX_FRAME_BYTES + HD_MAX_SEAL_GROWTH_BYTES + 65536u)
 #define HD_WIRE_MIN_HEARTBEAT_MS 10u
 #define HD_WIRE_MAX_HEARTBEAT_MS 60000u
 #define HD_WIRE_MAX_LEASE_MS     86400000u   /* one day */

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "hc_fmt.h"
 #include "hd_err.h"
 #include "hd_mem.h"
@@ -281,12 +283,12 @@ static bool hc_approve_is_blank(const char *s)
 int hc_approve_parse_decide_args(hc_approve_verb_t verb, int argc, char **argv,
                                  hc_approve_decide_args_t *a, char *err, size_t errlen)
 {
-	static const hc_opt_t show_spec[] = {{"json", false}};
+	static const hc_opt_t show_spec[] = {{"json", false}, {"key-file", true}};
 	static const hc_opt_t approve_spec[] = {{"json", false}, {"comment", true}};
 	static const hc_opt_t reject_spec[] = {{"json", false}, {"reason", true}};
 	const hc_opt_t *spec = verb == HC_APPROVE_SHOW ? show_spec
 	                     : verb == HC_APPROVE_APPROVE ? approve_spec : reject_spec;
-	size_t nspec = verb == HC_APPROVE_SHOW ? 1 : 2;
+	size_t nspec = 2;
 	const char *v[2] = {NULL, NULL};
 	char *pos[2];
 	size_t npos = 0;
@@ -306,7 +308,12 @@ int hc_approve_parse_decide_args(hc_approve_verb_t verb, int argc, char **argv,
 	}
 	a->message_id = id;
 	a->json = v[0] != NULL;
-	a->comment = nspec > 1 ? v[1] : NULL;
+	a->comment = verb != HC_APPROVE_SHOW ? v[1] : NULL;
+	a->key_file = verb == HC_APPROVE_SHOW ? v[1] : NULL;
+	if (a->key_file != NULL && a->key_file[0] == '\0') {
+		snprintf(err, errlen, "--key-file needs a file name ([ID:]PATH)");
+		return HC_EXIT_USAGE;
+	}
 	if (verb == HC_APPROVE_REJECT && (a->comment == NULL || hc_approve_is_blank(a->comment))) {
 		snprintf(err, errlen, "a rejection needs a reason: --reason TEXT");
 		return HC_EXIT_USAGE;
@@ -607,6 +614,128 @@ static void hc_approve_print_deliveries(FILE *out, const json_t *d)
 	}
 }
 
+static bool hc_approve_is_true(const json_t *v)
+{
+	return json_is_true(v);
+}
+
+/* flags of the message include "confidential". */
+static bool hc_approve_is_confidential(const json_t *m)
+{
+	const json_t *flags = HC_GET(m, "flags");
+	size_t i;
+	json_t *f;
+	json_array_foreach(flags, i, f)
+		if (json_is_string(f) && strcmp(json_string_value(f), "confidential") == 0)
+			return true;
+	return false;
+}
+
+/* A sealed part of a confidential message: what to print instead of it. */
+static const char *hc_approve_sealed_note(const json_t *m, char *buf, size_t len)
+{
+	const json_t *sealed = HC_GET(m, "sealed");
+	const char *reason = json_string_value(HC_GET(sealed, "reason"));
+	if (reason != NULL && strncmp(reason, "unknown key id", 14) != 0)
+		snprintf(buf, len, "[confidential: sealed, cannot open: %s]", reason);
+	else
+		snprintf(buf, len, "[confidential: sealed, no key]");
+	return buf;
+}
+
+/*
+ * The body: redacted by the database for this caller, sealed without a
+ * key, or the text itself (opened by hc_approve_open_detail when the
+ * caller holds the key). Sealed text is never printed.
+ */
+static void hc_approve_print_body(FILE *out, const json_t *detail, const json_t *m)
+{
+	char note[256];
+	bool confidential = hc_approve_is_confidential(m);
+	if (hc_approve_is_true(HC_GET(m, "redacted")) || hc_approve_is_true(HC_GET(detail, "redacted"))) {
+		fprintf(out, "\n[confidential: redacted]\n");
+		return;
+	}
+	const json_t *sealed = HC_GET(m, "sealed");
+	if (json_is_object(sealed) && hc_approve_is_true(HC_GET(sealed, "opened"))) {
+		char id[64];
+		hc_approve_text(HC_GET(sealed, "key_id"), id, sizeof(id));
+		fprintf(out, "%-12s sealed with key %s; opened with your key\n", "at rest", id);
+	}
+	const char *body = json_string_value(HC_GET(m, "body"));
+	const char *html = json_string_value(HC_GET(m, "html"));
+	if (body != NULL) {
+		fprintf(out, "\n%s\n", confidential && hd_seal_is_sealed(body)
+		                              ? hc_approve_sealed_note(m, note, sizeof(note)) : body);
+	} else if (html != NULL) {
+		if (confidential && hd_seal_is_sealed(html))
+			fprintf(out, "\n(HTML body only) %s\n", hc_approve_sealed_note(m, note, sizeof(note)));
+		else
+			fprintf(out, "\n(HTML body only, %zu bytes)\n", strlen(html));
+	}
+}
+
+/*
+ * One finding or violation from the keys present:
+ * "E3 rule (action, severity): reason [field] at TIME", then any other
+ * key as key=value (the violation's row id is left out).
+ */
+static void hc_approve_print_finding(FILE *out, const json_t *f)
+{
+	char buf[1024];
+	if (!json_is_object(f)) {
+		fprintf(out, "  %s\n", hc_approve_text(f, buf, sizeof(buf)));
+		return;
+	}
+	char clause[64], rule[256], action[64], severity[64], reason[1100];
+	hc_approve_text(HC_GET(f, "clause"), clause, sizeof(clause));
+	hc_approve_text(HC_GET(f, "rule"), rule, sizeof(rule));
+	hc_approve_text(HC_GET(f, "action"), action, sizeof(action));
+	hc_approve_text(HC_GET(f, "severity"), severity, sizeof(severity));
+	hc_approve_text(HC_GET(f, "reason"), reason, sizeof(reason));
+	fprintf(out, "  %s%s%s", clause, clause[0] && rule[0] ? " " : "", rule);
+	if (action[0] || severity[0])
+		fprintf(out, " (%s%s%s)", action, action[0] && severity[0] ? ", " : "", severity);
+	if (reason[0])
+		fprintf(out, ": %s", reason);
+	char field[128], at[64];
+	hc_approve_text(HC_GET(f, "field"), field, sizeof(field));
+	hc_approve_text(HC_GET(f, "at"), at, sizeof(at));
+	if (field[0])
+		fprintf(out, " [%s]", field);
+	if (at[0])
+		fprintf(out, " at %s", at);
+	static const char *const known[] = {"clause", "rule", "action", "severity", "reason",
+	                                    "field", "at", "id"};
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)f, k, v) {
+		bool seen = false;
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && !seen; i++)
+			seen = strcmp(k, known[i]) == 0;
+		if (!seen && !json_is_null(v))
+			fprintf(out, " %s=%s", k, hc_approve_text(v, buf, sizeof(buf)));
+	}
+	fputc('\n', out);
+}
+
+/* A titled list of findings; nothing at all when absent or empty. */
+static void hc_approve_print_findings(FILE *out, const char *title, const json_t *list)
+{
+	if (list == NULL || (json_is_array(list) && json_array_size(list) == 0) ||
+	    (json_is_object(list) && json_object_size(list) == 0))
+		return;
+	fprintf(out, "\n%s\n", title);
+	if (!json_is_array(list)) {
+		hc_approve_print_finding(out, list);
+		return;
+	}
+	size_t i;
+	json_t *f;
+	json_array_foreach(list, i, f)
+		hc_approve_print_finding(out, f);
+}
+
 void hc_approve_print_detail(FILE *out, const json_t *detail, double now_s)
 {
 	const json_t *m = HC_GET(detail, "message");
@@ -665,12 +794,7 @@ void hc_approve_print_detail(FILE *out, const json_t *detail, double now_s)
 	hc_approve_line(out, "purpose", HC_GET(m, "purpose"));
 	hc_approve_line(out, "flags", HC_GET(m, "flags"));
 	hc_approve_line(out, "subject", HC_GET(m, "subject"));
-	const json_t *body = HC_GET(m, "body");
-	if (json_is_string(body))
-		fprintf(out, "\n%s\n", json_string_value(body));
-	else if (HC_GET(m, "html") != NULL)
-		fprintf(out, "\n(HTML body only, %zu bytes)\n",
-		        strlen(json_string_value(HC_GET(m, "html")) ? json_string_value(HC_GET(m, "html")) : ""));
+	hc_approve_print_body(out, detail, m);
 
 	const json_t *att = HC_GET(detail, "attachments");
 	if (att == NULL)
@@ -691,20 +815,13 @@ void hc_approve_print_detail(FILE *out, const json_t *detail, double now_s)
 	}
 
 	const json_t *findings = HC_GET(detail, "findings", "policy_findings");
-	if (findings != NULL && !(json_is_array(findings) && json_array_size(findings) == 0)) {
-		fprintf(out, "\npolicy findings\n");
-		if (json_is_array(findings)) {
-			size_t i;
-			json_t *f;
-			json_array_foreach(findings, i, f) {
-				char buf[1024];
-				fprintf(out, "  %s\n", hc_approve_text(f, buf, sizeof(buf)));
-			}
-		} else {
-			char buf[1024];
-			fprintf(out, "  %s\n", hc_approve_text(findings, buf, sizeof(buf)));
-		}
-	}
+	if (findings == NULL)
+		findings = HC_GET(m, "findings");
+	hc_approve_print_findings(out, "policy findings", findings);
+	const json_t *violations = HC_GET(detail, "violations", "policy_violations");
+	if (violations == NULL)
+		violations = HC_GET(m, "violations");
+	hc_approve_print_findings(out, "policy violations", violations);
 
 	const json_t *bulk = HC_GET(detail, "bulk", "bulk_application");
 	if (json_is_object(bulk)) {
@@ -762,6 +879,86 @@ static json_t *hc_approve_detail(hc_ctx_t *ctx, hc_db_t *db, const char *what, i
 	return doc;
 }
 
+int hc_approve_load_keys(const char *key_file, const char *env_key_file, const char *env_keys,
+                         hd_seal_t **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	bool any = (key_file && *key_file) || (env_key_file && *env_key_file) ||
+	           (env_keys && *env_keys);
+	if (!any)
+		return 0;
+	hd_seal_t *keys = hd_seal_keyring_new();
+	char why[768];
+	int rc = 0;
+	if (key_file && *key_file &&
+	    (rc = hd_seal_keyring_add_key_spec(keys, key_file, true, why, sizeof(why))) != 0)
+		snprintf(err, errlen, "--key-file: %s", why);
+	if (rc == 0 && env_key_file && *env_key_file &&
+	    (rc = hd_seal_keyring_add_key_spec(keys, env_key_file, true, why, sizeof(why))) != 0)
+		snprintf(err, errlen, "HERALD_KEY_FILE: %s", why);
+	if (rc == 0 && env_keys && *env_keys) {
+		char *copy = hd_strdup(env_keys), *save = NULL;
+		for (char *spec = strtok_r(copy, ",", &save); spec != NULL && rc == 0;
+		     spec = strtok_r(NULL, ",", &save)) {
+			while (*spec == ' ')
+				spec++;
+			if (*spec == '\0')
+				continue;
+			if ((rc = hd_seal_keyring_add_key_spec(keys, spec, false, why, sizeof(why))) != 0)
+				snprintf(err, errlen, "HERALD_KEYS: %s", why);
+		}
+		hd_free(&copy);
+	}
+	if (rc != 0) {
+		hd_seal_keyring_destroy(&keys);
+		return rc;
+	}
+	*out = keys;
+	return 0;
+}
+
+/* Open one sealed text member of m in place; the reason in why on failure. */
+static bool hc_approve_open_member(json_t *m, const char *key, const hd_seal_t *keys, char *id,
+                                   char *why, size_t whylen, bool *sealed)
+{
+	const char *s = json_string_value(json_object_get(m, key));
+	if (s == NULL || !hd_seal_is_sealed(s))
+		return true;
+	*sealed = true;
+	if (id[0] == '\0')
+		hd_seal_key_id_of((const uint8_t *)s, strlen(s), id);
+	char *plain = NULL;
+	size_t len = 0;
+	if (hd_seal_open_text(keys, key, s, strlen(s), &plain, &len, why, whylen) != 0)
+		return false;
+	json_object_set_new(m, key, json_stringn(plain, len));
+	sodium_memzero(plain, len);
+	hd_free(&plain);
+	return true;
+}
+
+void hc_approve_open_detail(json_t *detail, const hd_seal_t *keys)
+{
+	json_t *m = json_object_get(detail, "message");
+	if (!json_is_object(m))
+		m = detail;
+	if (!json_is_object(m) || !hc_approve_is_confidential(m))
+		return;
+	char id[HD_SEAL_MAX_ID_BYTES + 1] = "", why[256] = "";
+	bool sealed = false;
+	bool ok = hc_approve_open_member(m, "body", keys, id, why, sizeof(why), &sealed);
+	if (ok)
+		ok = hc_approve_open_member(m, "html", keys, id, why, sizeof(why), &sealed);
+	if (!sealed)
+		return;
+	json_t *info = json_object();
+	json_object_set_new(info, "key_id", json_string(id));
+	json_object_set_new(info, "opened", json_boolean(ok));
+	if (!ok)
+		json_object_set_new(info, "reason", json_string(why));
+	json_object_set_new(m, "sealed", info);
+}
+
 int hc_approve_cmd_show(hc_ctx_t *ctx, int argc, char **argv)
 {
 	char err[1024];
@@ -770,13 +967,24 @@ int hc_approve_cmd_show(hc_ctx_t *ctx, int argc, char **argv)
 		fprintf(ctx->err, "heraldctl: show: %s\n", err);
 		return HC_EXIT_USAGE;
 	}
+	hd_seal_t *keys = NULL;
+	if (hc_approve_load_keys(a.key_file, getenv("HERALD_KEY_FILE"), getenv("HERALD_KEYS"), &keys,
+	                         err, sizeof(err)) != 0) {
+		fprintf(ctx->err, "heraldctl: show: %s\n", err);
+		return HC_EXIT_FAIL;
+	}
 	hc_db_t *db = NULL;
 	int exit_code = hc_cli_connect(ctx, &db);
-	if (exit_code != HC_EXIT_OK)
+	if (exit_code != HC_EXIT_OK) {
+		hd_seal_keyring_destroy(&keys);
 		return exit_code;
+	}
 	json_t *doc = hc_approve_detail(ctx, db, "show", a.message_id, &exit_code);
 	double now = doc != NULL ? hc_approve_db_now(db) : 0;
 	hc_db_close(&db);
+	if (doc != NULL)
+		hc_approve_open_detail(doc, keys);
+	hd_seal_keyring_destroy(&keys);
 	if (doc == NULL)
 		return exit_code;
 	if (a.json) {

@@ -13,6 +13,12 @@
  *	relative due times ("in 5h", "overdue 2m"), display widths that count
  *	East Asian wide characters as two columns, and the call wrapper that
  *	turns a server error into its primary message.
+ *	Confidential messages (POLICY K2) are sealed at rest (hd_seal):
+ *	show opens a sealed body or HTML part when the caller holds the key
+ *	(--key-file, HERALD_KEY_FILE, HERALD_KEYS) and otherwise says
+ *	"[confidential: sealed, no key]"; a message the database redacted
+ *	for this caller reads "[confidential: redacted]". The sealed text
+ *	itself is never printed in the readable view.
  * OWNERSHIP
  *	Results returned through PGresult ** are the caller's to PQclear.
  * LIMITS
@@ -30,6 +36,7 @@
 
 #include "hc_cli.h"
 #include "hc_db.h"
+#include "hd_seal.h"
 
 #define HC_APPROVE_MAX_TEXT_BYTES 4000
 #define HC_APPROVE_MAX_DURATION_S (366LL * 86400)
@@ -91,6 +98,7 @@ int hc_approve_parse_held_args(int argc, char **argv, hc_approve_held_args_t *a,
 typedef struct hc_approve_decide_args {
 	int64_t message_id;
 	const char *comment;    /* approve: --comment, may be NULL; reject: --reason */
+	const char *key_file;   /* show: --key-file [ID:]PATH, may be NULL */
 	bool json;
 } hc_approve_decide_args_t;
 
@@ -121,9 +129,11 @@ void hc_approve_print_held(FILE *out, const hc_approve_held_row_t *rows, size_t 
 
 /*
  * The readable form of herald.message_detail()'s document: headers,
- * body, attachments, policy findings (only when present), bulk
- * application, approval chain, deliveries by state. now_s is the
- * database's clock (Unix seconds) for relative due times.
+ * body (or "[confidential: redacted]" / "[confidential: sealed, no
+ * key]", never sealed text), attachments, policy findings and
+ * violations (each only when present: rule, clause, action, severity,
+ * reason), bulk application, approval chain, deliveries by state.
+ * now_s is the database's clock (Unix seconds) for relative due times.
  */
 void hc_approve_print_detail(FILE *out, const json_t *detail, double now_s);
 
@@ -137,10 +147,32 @@ void hc_approve_print_detail(FILE *out, const json_t *detail, double now_s);
 char *hc_approve_outcome_text(int64_t message_id, const json_t *approved, bool released,
                               const json_t *detail, char *buf, size_t len);
 
+/*
+ * The keys show may open sealed content with: key_file ("[ID:]PATH",
+ * --key-file), env_key_file (the same, $HERALD_KEY_FILE) and env_keys
+ * ("ID:PATH,ID:PATH", $HERALD_KEYS), each NULL or "" for none; a key
+ * without an id opens content sealed under any id. Key files must be
+ * mode 0600 or stricter. Returns 0 with *out (NULL when no key is
+ * given; the caller destroys it), or HD_E_CONFIG / HD_E_INVALID with
+ * "WHERE: path: reason" in err.
+ */
+int hc_approve_load_keys(const char *key_file, const char *env_key_file, const char *env_keys,
+                         hd_seal_t **out, char *err, size_t errlen);
+
+/*
+ * For a confidential message in detail (herald.message_detail()'s
+ * document): open its sealed body and html with keys (may be NULL) in
+ * place, and record what happened in message.sealed = {"key_id",
+ * "opened", "reason" (when not opened)}. A part that cannot be opened
+ * keeps its sealed text (the JSON view shows it; the readable view
+ * never does). Other documents are left alone.
+ */
+void hc_approve_open_detail(json_t *detail, const hd_seal_t *keys);
+
 /* "heraldctl held [--department D] [--class C] [--older-than AGE] [--json]". */
 int hc_approve_cmd_held(hc_ctx_t *ctx, int argc, char **argv);
 
-/* "heraldctl show ID [--json]". */
+/* "heraldctl show ID [--key-file [ID:]PATH] [--json]". */
 int hc_approve_cmd_show(hc_ctx_t *ctx, int argc, char **argv);
 
 /* "heraldctl approve ID [--comment TEXT] [--json]". */

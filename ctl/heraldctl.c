@@ -20,6 +20,7 @@
 #include "hc_dead.h"
 #include "hc_migrate.h"
 #include "hc_org.h"
+#include "hc_policy.h"
 #include "hc_stats.h"
 
 #ifndef HERALD_VERSION
@@ -116,13 +117,19 @@ static const hc_command_t commands[] = {
 	 "  --class C        only important or only bulk approvals\n"
 	 "  --older-than AGE only requests waiting longer than AGE (30m, 2h, 1d, 1h30m)\n"
 	 "  --json           one JSON object: count, held\n"},
-	{"show", hc_approve_cmd_show, "one message: content, attachments, approval chain", "ID [--json]",
+	{"show", hc_approve_cmd_show, "one message: content, attachments, approval chain",
+	 "ID [--key-file [KEYID:]PATH] [--json]",
 	 "Prints message ID as its approver sees it: sender, recipients, subject and\n"
 	 "body, attachments (name, type, size), policy findings when there are any, the\n"
 	 "bulk application, the approval chain (level, who decided, when, comment, due\n"
 	 "time) and the deliveries by state. You may see messages you can decide or\n"
-	 "have decided; supervisors and operators see all.\n"
-	 "  --json  herald.message_detail()'s document as it is\n"},
+	 "have decided, and your own; supervisors and operators see all. A confidential\n"
+	 "body is shown only to its sender, approvers and supervisors, and only opened\n"
+	 "with the key it was sealed with (POLICY K2).\n"
+	 "  --key-file K  open a confidential body sealed at rest (also $HERALD_KEY_FILE,\n"
+	 "                $HERALD_KEYS \"id:path,...\"); the file must be mode 0600\n"
+	 "  --json        herald.message_detail()'s document, sealed parts opened when\n"
+	 "                the key allows\n"},
 	{"approve", hc_approve_cmd_approve, "approve a held message", "ID [--comment TEXT] [--json]",
 	 "Approves every pending request of message ID at the lowest level you are\n"
 	 "entitled to decide (head of the sender's department for level 1, senior\n"
@@ -137,6 +144,77 @@ static const hc_command_t commands[] = {
 	 "never sent and the sender is told the reason. Same entitlement as approve.\n"
 	 "  --reason TEXT  required: why (the sender receives it)\n"
 	 "  --json         one JSON object: ok, message_id, rejected, summary\n"},
+	{"group add", hc_policy_cmd_group_add, "register an IM work group (or update it)",
+	 "NAME --purpose P --owner ADDR --provider P --endpoint E --departments D1,D2|* [--json]",
+	 "Registers IM group NAME as a work group (POLICY I1, I3): IM messages go only to\n"
+	 "registered, active groups, and only from the departments a group admits;\n"
+	 "anything else is refused at intake and recorded as a violation. Adding a group\n"
+	 "again updates it (and reactivates it when it was removed). Every change is an\n"
+	 "audit event. Needs herald_operator, or staff with role operator.\n"
+	 "  NAME             the group as applications address it: 1 to 64 of\n"
+	 "                   A-Z a-z 0-9 . _ -, case-sensitive\n"
+	 "  --purpose P      what the group is for (required)\n"
+	 "  --owner ADDR     the staff member who keeps it clean\n"
+	 "  --provider P     slack, mattermost, teams, wecom, dingtalk, feishu or webhook\n"
+	 "  --endpoint E     the NAME of the worker's endpoint entry in herald-worker.conf,\n"
+	 "                   which holds the webhook URL and secret; never a URL\n"
+	 "  --departments D  the departments that may post, separated by commas, or *\n"
+	 "                   for every department\n"
+	 "  --json           one JSON object: ok, group, result (added, updated, unchanged)\n"},
+	{"group list", hc_policy_cmd_group_list, "the registered IM work groups", "[--json]",
+	 "Lists every registered group, active ones first: name, purpose, owner,\n"
+	 "provider, endpoint name, the departments that may post, and whether it was\n"
+	 "removed. Needs herald_operator, or staff with role operator.\n"
+	 "  --json  one JSON object: count, groups\n"},
+	{"group remove", hc_policy_cmd_group_remove, "deactivate an IM work group", "NAME [--json]",
+	 "Removes group NAME from service: messages to it are refused from now on. The\n"
+	 "registration and its history are kept; 'group add' brings it back.\n"
+	 "  --json  one JSON object: ok, group, result (removed, unchanged)\n"},
+	{"consent add", hc_policy_cmd_consent_add, "record a number's consent to marketing SMS",
+	 "NUMBER --source S [--json]",
+	 "Records that NUMBER (E.164: +8613800138000) consented to marketing SMS, now,\n"
+	 "from source S (the web form, the paper form, the call): marketing SMS to it\n"
+	 "are accepted (POLICY S1). Overrides an earlier opt-out. An audit event; needs\n"
+	 "herald_operator, or staff with role operator.\n"
+	 "  --source S  required: where the consent came from\n"
+	 "  --json      one JSON object: ok, number, result (granted, unchanged)\n"},
+	{"consent revoke", hc_policy_cmd_consent_revoke, "record a number's opt-out",
+	 "NUMBER --source S [--json]",
+	 "Records that NUMBER opted out of marketing SMS, now: marketing SMS to it are\n"
+	 "refused from now on, and an imported consent older than the opt-out never\n"
+	 "re-grants it. Recorded even when no consent was on file.\n"
+	 "  --source S  required: where the opt-out came from (\"replied STOP\")\n"
+	 "  --json      one JSON object: ok, number, result (revoked, unchanged)\n"},
+	{"consent import", hc_policy_cmd_consent_import, "import consents from a CSV file",
+	 "FILE [--json]",
+	 "Reads FILE, one consent per line: number,source[,granted_at] (granted_at ISO\n"
+	 "8601; empty = now), with an optional header line naming those columns (then\n"
+	 "in any order); blank lines and lines starting with # are ignored. Every line\n"
+	 "is checked first (mistakes are reported as FILE:LINE) and the whole file is\n"
+	 "one transaction. Idempotent: numbers already granted are left alone, and a\n"
+	 "number that opted out is re-granted only by a consent dated after the opt-out.\n"
+	 "  --json  one JSON object: file, lines, granted, unchanged, kept_revoked\n"},
+	{"consent show", hc_policy_cmd_consent_show, "a number's consent and its history",
+	 "NUMBER [--json]",
+	 "Shows whether NUMBER may receive marketing SMS, since when and from which\n"
+	 "source, and every grant and opt-out recorded for it, with who recorded it.\n"
+	 "  --json  one JSON object: number, state (granted, revoked, none), granted_at,\n"
+	 "          granted_source, revoked_at, revoked_source, updated_at, history\n"},
+	{"violations", hc_policy_cmd_violations, "policy violations, listed or counted",
+	 "[--since T] [--until T] [--sender A] [--department D] [--by sender|department] "
+	 "[--limit N] [--json]",
+	 "Lists the policy violations (POLICY V2: every rejection and warning by the\n"
+	 "policy), newest first: when, sender, department, clause, severity, action,\n"
+	 "rule, message (none when the submission was refused), field and reason. With\n"
+	 "--by, counts them per sender or per department instead, by severity. Needs\n"
+	 "herald_operator, or staff with role supervisor or operator.\n"
+	 "  --since T       only violations at or after T (see 'heraldctl help dead')\n"
+	 "  --until T       only violations before T\n"
+	 "  --sender A      only this sender's\n"
+	 "  --department D  only this department's\n"
+	 "  --by B          sender or department: one line each, with totals\n"
+	 "  --limit N       list at most N (default 100)\n"
+	 "  --json          one JSON object: total, shown, violations; with --by: by, rows\n"},
 	{"help", NULL, "show help for a command", "[COMMAND]",
 	 "Without COMMAND, lists all commands.\n"},
 };

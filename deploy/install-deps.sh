@@ -12,6 +12,7 @@ packages=(
 	build-essential cmake pkg-config clang libclang-rt-14-dev
 	# libraries (see README "Dependencies" for why each is here)
 	libzmq3-dev libmsgpack-dev libpq-dev libconfig-dev libjansson-dev libsodium-dev
+	libhyperscan-dev libutf8proc-dev
 	libcmocka-dev libcurl4-openssl-dev libesmtp-dev libssl-dev libyaml-dev
 	# servers and tools used by the local stack, tests and benchmarks
 	postgresql postgresql-contrib postfix kannel kannel-extras nginx-light openssl

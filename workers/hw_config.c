@@ -16,6 +16,7 @@
 
 #include "hd_err.h"
 #include "hd_mem.h"
+#include "hd_seal.h"
 #include "hd_wire.h"
 
 typedef enum { HW_PARAM_INT, HW_PARAM_STRING } hw_param_type_t;
@@ -108,6 +109,50 @@ static int hw_config_add_driver(hw_config_t *cfg, const config_setting_t *s, con
 	return HD_OK;
 }
 
+/* security = { keys = ["ID:PATH", ...]; }: syntax and unique ids; the files are read later. */
+static int hw_config_security(hw_config_t *cfg, const config_setting_t *group, const char *file,
+			      char *err, size_t errlen)
+{
+	if (config_setting_type(group) != CONFIG_TYPE_GROUP)
+		return hw_config_fail(group, file, err, errlen, "expected a group { keys = [...]; }");
+	for (int i = 0; i < config_setting_length(group); i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		if (strcmp(config_setting_name(s), "keys") != 0)
+			return hw_config_fail(s, file, err, errlen,
+					      "unknown setting in security (only keys)");
+		int type = config_setting_type(s);
+		if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+			return hw_config_fail(s, file, err, errlen,
+					      "expected a list of \"ID:PATH\" strings");
+		int n = config_setting_length(s);
+		if (n > HD_SEAL_MAX_KEYS)
+			return hw_config_fail(s, file, err, errlen, "more than 16 keys");
+		for (size_t k = 0; k < cfg->seal_key_count; k++)
+			free(cfg->seal_keys[k]);
+		free(cfg->seal_keys);
+		cfg->seal_keys = hd_calloc(n > 0 ? (size_t)n : 1, sizeof(char *));
+		cfg->seal_key_count = 0;
+		char ids[HD_SEAL_MAX_KEYS][HD_SEAL_MAX_ID_BYTES + 1];
+		for (int k = 0; k < n; k++) {
+			const config_setting_t *e = config_setting_get_elem(s, (unsigned)k);
+			char why[192];
+			if (config_setting_type(e) != CONFIG_TYPE_STRING)
+				return hw_config_fail(s, file, err, errlen,
+						      "every item must be a string \"ID:PATH\"");
+			const char *spec = config_setting_get_string(e);
+			if (hd_seal_parse_key_spec(spec, ids[k], why, sizeof why) != HD_OK)
+				return hw_config_fail(s, file, err, errlen, why);
+			for (int j = 0; j < k; j++)
+				if (strcmp(ids[j], ids[k]) == 0) {
+					snprintf(why, sizeof why, "key id \"%.16s\" given twice", ids[k]);
+					return hw_config_fail(s, file, err, errlen, why);
+				}
+			cfg->seal_keys[cfg->seal_key_count++] = hd_strdup(spec);
+		}
+	}
+	return HD_OK;
+}
+
 static int hw_config_walk(hw_config_t *cfg, const char *file, const hw_driver_t *table,
 			  size_t count, char *err, size_t errlen)
 {
@@ -122,6 +167,8 @@ static int hw_config_walk(hw_config_t *cfg, const char *file, const hw_driver_t 
 		int rc;
 		if (p)
 			rc = hw_config_apply(cfg, s, file, p, err, errlen);
+		else if (strcmp(name, "security") == 0)
+			rc = hw_config_security(cfg, s, file, err, errlen);
 		else if (hw_driver_is_known(name))
 			rc = hw_config_add_driver(cfg, s, file, table, count, err, errlen);
 		else
@@ -340,6 +387,14 @@ void hw_config_print(const hw_config_t *self, FILE *out)
 			hw_print_string(out, *(char **)hw_config_field(cfg, p->offset));
 		fputs(";\n", out);
 	}
+	/* Key file paths, never their content. */
+	fputs("# keys that open confidential content sealed at rest (\"ID:PATH\")\n"
+	      "security = {\n  keys = [", out);
+	for (size_t i = 0; i < cfg->seal_key_count; i++) {
+		fputs(i ? ", " : "", out);
+		hw_print_string(out, cfg->seal_keys[i]);
+	}
+	fputs("];\n};\n", out);
 	for (size_t i = 0; i < cfg->driver_count; i++) {
 		fprintf(out, "# channel driver %s\n%s = ", cfg->drivers[i].driver->name,
 			cfg->drivers[i].driver->name);
@@ -356,6 +411,9 @@ void hw_config_destroy(hw_config_t **self_p)
 	for (size_t i = 0; i < HW_PARAM_COUNT; i++)
 		if (hw_config_params[i].type == HW_PARAM_STRING)
 			free(*(char **)hw_config_field(cfg, hw_config_params[i].offset));
+	for (size_t i = 0; i < cfg->seal_key_count; i++)
+		free(cfg->seal_keys[i]);
+	free(cfg->seal_keys);
 	if (cfg->file) {
 		config_destroy(cfg->file);
 		free(cfg->file);

@@ -9,7 +9,12 @@
  *	driver (email, im, sms, fake); its content is not read here but
  *	handed to that driver's open(), which validates it. A group for a
  *	driver not compiled into this binary is an error, and so is a file
- *	that enables no driver.
+ *	that enables no driver. The group `security` is the worker's own:
+ *	  security = { keys = ["k1:/etc/herald/keys/k1.key", ...]; };
+ *	the keys that open confidential content sealed at rest (POLICY K2,
+ *	common/hd_seal.h); only the "ID:PATH" syntax is checked here, the
+ *	files are read by herald-worker (hd_seal) at start and by
+ *	--check-config.
  * OWNERSHIP
  *	hw_config_t owns its strings and the parsed file that the driver
  *	groups point into: keep it alive while drivers are open.
@@ -38,6 +43,8 @@ typedef struct hw_config {
 	int64_t heartbeat_ms;
 	int64_t shutdown_grace_ms;    /* after SIGTERM, wait this long for jobs */
 	char *log_level;
+	char **seal_keys;             /* security.keys: "ID:PATH" */
+	size_t seal_key_count;
 	hw_config_driver_t drivers[HW_CONFIG_MAX_DRIVERS];  /* in file order */
 	size_t driver_count;
 	config_t *file;               /* owned; NULL when loaded without a file */

@@ -69,6 +69,7 @@ struct hw_worker {
 	uint32_t credit_configured;
 	uint32_t heartbeat_ms;
 	int64_t grace_ms;
+	const hd_seal_t *seal;
 
 	hw_slot_t slots[HW_MAX_SLOTS];
 	size_t slot_count;
@@ -236,6 +237,7 @@ static void hw_on_done(void *arg, hd_channel_job_t *cj, const hd_wire_result_t *
 		hd_channel_name(job->slot->channel), r->provider, r->provider_code,
 		hd_outcome_name(r->outcome), now - job->start_ms);
 	hw_queue(self, &f, false, now);
+	hd_seal_wipe_msg(cj->job.msg);
 	hd_channel_job_destroy(&cj);
 }
 
@@ -274,6 +276,22 @@ static void hw_on_job(hw_worker_t *self, hd_wire_frame_t *frame, int64_t now_ms)
 			  "job beyond the credit announced in READY", chname, now_ms);
 		return;
 	}
+	if (hd_seal_msg_is_sealed(wj->msg)) {
+		char why[256];
+		if (hd_seal_open_msg(self->seal, wj->msg, why, sizeof why) != HD_OK) {
+			/* The same bytes never open with these keys: a retry would loop.
+			 * An operator requeues it once the key is configured. */
+			char detail[HD_WIRE_MAX_DETAIL_BYTES];
+			snprintf(detail, sizeof detail, "confidential content cannot be opened: %s%s",
+				 why, hd_seal_key_count(self->seal) ? ""
+				 : " (this worker has no keys: security.keys)");
+			hd_warn("worker.seal_failed", "delivery_id=%" PRId64 " message_id=%" PRId64
+				" reason=\"%s\"", wj->delivery_id, wj->message_id, why);
+			hw_answer(self, wj->delivery_id, wj->attempt, HD_OUTCOME_FAILED, "seal", detail,
+				  chname, now_ms);
+			return;
+		}
+	}
 	hw_job_t *job = hd_calloc(1, sizeof *job);
 	job->cj.job = *wj;
 	job->cj.user = job;
@@ -290,6 +308,7 @@ static void hw_on_job(hw_worker_t *self, hd_wire_frame_t *frame, int64_t now_ms)
 		self->conn_in_flight--;
 		self->stats.in_flight--;
 		hd_channel_job_t *cj = &job->cj;
+		hd_seal_wipe_msg(cj->job.msg);
 		hd_channel_job_destroy(&cj);
 		hw_answer(self, delivery_id, attempt, HD_OUTCOME_RETRY, "busy",
 			  "channel driver full", chname, now_ms);
@@ -520,6 +539,11 @@ hw_worker_t *hw_worker_new(void *zmq_ctx, const hw_worker_options_t *opts)
 	return self;
 }
 
+void hw_worker_attach_seal(hw_worker_t *self, const hd_seal_t *seal)
+{
+	self->seal = seal;
+}
+
 int hw_worker_add_driver(hw_worker_t *self, const hw_driver_t *driver,
 			 const config_setting_t *group, char *err, size_t errlen)
 {
@@ -603,8 +627,9 @@ int hw_worker_start(hw_worker_t *self, char *err, size_t errlen)
 		snprintf(chans + strlen(chans), sizeof chans - strlen(chans), "%s%s", i ? "," : "",
 			 hd_channel_name(self->slots[i].channel));
 	hd_info("worker.start", "name=%s endpoint=%s channels=%s credit=%" PRIu32
-		" configured_credit=%" PRIu32 " heartbeat_ms=%" PRIu32, self->name, self->endpoint,
-		chans, self->credit, self->credit_configured, self->heartbeat_ms);
+		" configured_credit=%" PRIu32 " heartbeat_ms=%" PRIu32 " seal_keys=%zu", self->name,
+		self->endpoint, chans, self->credit, self->credit_configured, self->heartbeat_ms,
+		hd_seal_key_count(self->seal));
 	return HD_OK;
 }
 

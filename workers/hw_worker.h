@@ -20,9 +20,14 @@
  *	which give back what they still hold as retry.
  *	It logs one line per decision: every job outcome (info), lost and
  *	regained broker, protocol errors.
+ *	Confidential content sealed at rest (POLICY K2, hd_seal) is opened
+ *	here, after the JOB decoded and before a driver sees it; a job this
+ *	worker cannot open (no keys, unknown key id, tampered) fails at once
+ *	with code "seal" and is never handed to a driver, so ciphertext is
+ *	never sent. Opened content is wiped when the job comes back.
  * OWNERSHIP
- *	The ZeroMQ context and the driver configuration groups are borrowed
- *	(the groups must outlive the worker). Everything else is owned.
+ *	The ZeroMQ context, the driver configuration groups and the keyring
+ *	are borrowed (they must outlive the worker). Everything else is owned.
  */
 #ifndef HW_WORKER_H
 #define HW_WORKER_H
@@ -32,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hd_seal.h"
 #include "hw_drivers.h"
 
 typedef struct hw_worker hw_worker_t;
@@ -67,6 +73,12 @@ hw_worker_t *hw_worker_new(void *zmq_ctx, const hw_worker_options_t *opts);
  */
 int hw_worker_add_driver(hw_worker_t *self, const hw_driver_t *driver,
 			 const config_setting_t *group, char *err, size_t errlen);
+
+/*
+ * Borrowed keys that open sealed confidential content (NULL = none: such
+ * jobs fail with code "seal"). Set once, before jobs arrive.
+ */
+void hw_worker_attach_seal(hw_worker_t *self, const hd_seal_t *seal);
 
 /* The channels served so far, as bits (1u << hd_channel_t). */
 unsigned hw_worker_channels(const hw_worker_t *self);

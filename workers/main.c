@@ -6,7 +6,10 @@
  *	to heraldd's dispatch socket and runs hw_worker's loop until SIGTERM
  *	or SIGINT. Then it sends BYE, takes no more jobs, waits up to
  *	shutdown_grace_ms for the jobs in flight to report, closes the
- *	drivers (which give back the rest as retry) and exits 0.
+ *	drivers (which give back the rest as retry) and exits 0. The keys of
+ *	security.keys (confidential content sealed at rest, POLICY K2) are
+ *	loaded before anything connects; a key file that cannot be used
+ *	stops the worker (and fails --check-config).
  *	Exit status: 0 clean stop or valid configuration, 1 bad configuration
  *	or runtime failure, 2 usage error.
  */
@@ -23,6 +26,7 @@
 
 #include "hd_err.h"
 #include "hd_log.h"
+#include "hd_seal.h"
 #include "hw_config.h"
 #include "hw_drivers.h"
 #include "hw_worker.h"
@@ -54,8 +58,29 @@ static void hw_usage(FILE *out)
 	      "      --print-config  print the effective configuration and exit\n", out);
 }
 
+/* The keys of security.keys; NULL (err filled) when one cannot be used, or none configured. */
+static hd_seal_t *hw_load_keys(const hw_config_t *cfg, char *err, size_t errlen, bool *failed)
+{
+	*failed = false;
+	if (cfg->seal_key_count == 0)
+		return NULL;
+	hd_seal_t *seal = hd_seal_keyring_new();
+	for (size_t i = 0; i < cfg->seal_key_count; i++) {
+		char why[512];
+		if (hd_seal_keyring_add_key_spec(seal, cfg->seal_keys[i], false, why,
+						 sizeof why) != 0) {
+			snprintf(err, errlen, "security.keys: %s", why);
+			hd_seal_keyring_destroy(&seal);
+			*failed = true;
+			return NULL;
+		}
+	}
+	return seal;
+}
+
 /* Open every configured driver; on failure err says which and why. */
-static hw_worker_t *hw_build(void *ctx, const hw_config_t *cfg, char *err, size_t errlen)
+static hw_worker_t *hw_build(void *ctx, const hw_config_t *cfg, const hd_seal_t *seal, char *err,
+			     size_t errlen)
 {
 	hw_worker_options_t opts = {
 		.broker = cfg->broker,
@@ -65,6 +90,7 @@ static hw_worker_t *hw_build(void *ctx, const hw_config_t *cfg, char *err, size_
 		.shutdown_grace_ms = cfg->shutdown_grace_ms,
 	};
 	hw_worker_t *w = hw_worker_new(ctx, &opts);
+	hw_worker_attach_seal(w, seal);
 	for (size_t i = 0; i < cfg->driver_count; i++) {
 		if (hw_worker_add_driver(w, cfg->drivers[i].driver, cfg->drivers[i].group, err,
 					 errlen) != HD_OK) {
@@ -85,8 +111,10 @@ static int hw_run(const hw_config_t *cfg, bool check_only)
 	sigaddset(&stop_signals, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
 	void *ctx = zmq_ctx_new();
-	char err[512];
-	hw_worker_t *w = hw_build(ctx, cfg, err, sizeof err);
+	char err[768];
+	bool keys_failed;
+	hd_seal_t *seal = hw_load_keys(cfg, err, sizeof err, &keys_failed);
+	hw_worker_t *w = keys_failed ? NULL : hw_build(ctx, cfg, seal, err, sizeof err);
 	int rc = w ? HD_OK : HD_E_CONFIG;
 	if (w && !check_only)
 		rc = hw_worker_start(w, err, sizeof err);
@@ -98,11 +126,13 @@ static int hw_run(const hw_config_t *cfg, bool check_only)
 			hd_error("worker.fatal", "reason=\"%s\"", err);
 		hw_worker_destroy(&w);
 		zmq_ctx_term(ctx);
+		hd_seal_keyring_destroy(&seal);
 		return 1;
 	}
 	if (check_only) {
 		hw_worker_destroy(&w);
 		zmq_ctx_term(ctx);
+		hd_seal_keyring_destroy(&seal);
 		return 0;
 	}
 
@@ -119,6 +149,7 @@ static int hw_run(const hw_config_t *cfg, bool check_only)
 	}
 	hw_worker_destroy(&w);
 	zmq_ctx_term(ctx);
+	hd_seal_keyring_destroy(&seal);
 	return status;
 }
 

@@ -90,7 +90,10 @@ typedef enum {
 typedef struct herald_client herald_client_t;
 typedef struct herald_msg herald_msg_t;
 
-/* One policy finding reported with an accepted message (strings truncated). */
+/*
+ * One policy finding reported with an accepted message, or with a
+ * submission the policy refused (code "policy"); strings truncated.
+ */
 typedef struct herald_finding {
 	char rule[64];
 	char clause[16];    /* POLICY.md clause ID, e.g. "E1" */
@@ -111,7 +114,7 @@ typedef struct herald_result {
 	char klass[16];             /* general | important | bulk */
 	char state[16];             /* queued | held */
 	int duplicate;              /* 1: an earlier attempt was already stored */
-	size_t finding_count;       /* entries used in findings[] */
+	size_t finding_count;       /* entries used in findings[] (also for code "policy") */
 	size_t findings_total;      /* findings in the reply (> count: truncated) */
 	herald_finding_t findings[HERALD_MAX_FINDINGS];
 	/* status != HERALD_OK */

@@ -25,8 +25,8 @@ intake = { batch_max_bytes = 1048576; };
 classify = {
   bulk_threshold = 5;
   important_tag = "[重要]";
-  sensitive_keywords = ["confidential", "机密"];
 };
+policy = { lists = { sensitive = { terms = ["confidential", "机密"]; }; }; };
 """
 
 stack = Stack("intake", config_extra=CONFIG)

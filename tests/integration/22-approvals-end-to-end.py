@@ -25,7 +25,8 @@ from smtp_sink import SmtpSink
 
 # poll_ms is long on purpose: a release must reach dispatch through NOTIFY.
 CONFIG = """
-classify = { bulk_threshold = 50; major_keywords = ["董事会"]; };
+classify = { bulk_threshold = 50; };
+policy = { lists = { major = { terms = ["董事会"]; }; }; };
 approval = { due_s = 600; reminder_s = 0; tick_ms = 200; };
 dispatch = { lease_ms = 10000; heartbeat_ms = 200; poll_ms = 5000; claim_batch = 500; };
 retry = { min_backoff_ms = 300; max_backoff_ms = 600; max_lifetime_s = 120; };

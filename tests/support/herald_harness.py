@@ -84,6 +84,17 @@ TEST_ORG = {
 }
 PEOPLE = ["alice", "bob", "sales_head", "ops_head", "eng_head", "ceo"]
 
+# POLICY I3: IM goes only to registered work groups. The groups the
+# tests post to as ops@example.com (Operations), with the worker entry
+# of the same name as their endpoint.
+TEST_GROUPS = [
+    ("ops-oncall", "operations on-call", "slack"),
+    ("sre-cn", "SRE China", "dingtalk"),
+    ("sre", "SRE", "dingtalk"),
+    ("cn-ops", "operations China", "wecom"),
+    ("gone", "a retired channel", "slack"),
+]
+
 
 class Stack:
     """PostgreSQL + migrated schema + heraldd, in one temp directory."""
@@ -113,6 +124,9 @@ class Stack:
         for person in PEOPLE:
             self.pg.sql("CREATE ROLE %s LOGIN IN ROLE herald_approver" % person)
         self.import_org(TEST_ORG)
+        for name, purpose, provider in TEST_GROUPS:
+            self.pg.sql("SELECT herald.group_add('%s', '%s', 'ops-head@example.com', '%s', '%s', "
+                        "ARRAY['Operations'])" % (name, purpose, provider, name))
 
     def import_org(self, org):
         doc = json.dumps(org).replace("'", "''")

@@ -45,7 +45,6 @@ static void test_defaults_load_without_a_file(void **state)
 	assert_int_equal(cfg->intake.batch_max_messages, 256);
 	assert_int_equal(cfg->classify.bulk_threshold, 50);
 	assert_string_equal(cfg->classify.important_tag, "[重要]");
-	assert_true(cfg->classify.sensitive_keyword_count > 0);
 	hd_config_destroy(&cfg);
 	assert_null(cfg);
 }
@@ -57,13 +56,15 @@ static void test_values_from_file_override_defaults(void **state)
 	char err[256];
 	assert_int_equal(load_text("listen = \"tcp://127.0.0.1:9999\";\n"
 				   "intake = { batch_max_messages = 10; };\n"
-				   "classify = { sensitive_keywords = [\"a\", \"b\", \"c\"]; };\n",
+				   "dispatch = { rate_limits = [\"im=20/60\", \"sms=1/1\"]; };\n"
+				   "policy = { rules = ( { id = \"x\"; } ); };\n",
 				   &cfg, err, sizeof(err)), HD_OK);
 	assert_string_equal(cfg->listen, "tcp://127.0.0.1:9999");
 	assert_int_equal(cfg->intake.batch_max_messages, 10);
 	assert_int_equal(cfg->intake.batch_max_wait_ms, 2); /* untouched default */
-	assert_int_equal(cfg->classify.sensitive_keyword_count, 3);
-	assert_string_equal(cfg->classify.sensitive_keywords[2], "c");
+	assert_int_equal(cfg->dispatch.rate_limit_count, 2);
+	assert_string_equal(cfg->dispatch.rate_limits[1], "sms=1/1");
+	/* The policy group belongs to hd_policy, which checks it. */
 	hd_config_destroy(&cfg);
 }
 
@@ -95,7 +96,7 @@ static void test_wrong_type_fails(void **state)
 	char err[256];
 	assert_int_equal(load_text("log_level = 3;\n", &cfg, err, sizeof(err)), HD_E_CONFIG);
 	assert_non_null(strstr(err, "log_level: expected a string"));
-	assert_int_equal(load_text("classify = { sensitive_keywords = [1, 2]; };\n", &cfg, err,
+	assert_int_equal(load_text("dispatch = { rate_limits = [1, 2]; };\n", &cfg, err,
 				   sizeof(err)), HD_E_CONFIG);
 	assert_non_null(strstr(err, "every item must be a non-empty string"));
 }

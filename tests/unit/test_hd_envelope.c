@@ -1032,8 +1032,8 @@ static void test_an_ack_with_findings_survives_encode_then_decode(void **state)
 {
 	(void)state;
 	hd_finding_t f[2] = {
-		{"subject_tag", "E1", "tag", "minor", "prefixed [\xe9\x87\x8d\xe8\xa6\x81]"},
-		{"attachment_mention", "E3", "warn", "info", "body never names invoice.pdf"},
+		{"subject_tag", "E1", "tag", "minor", "prefixed [\xe9\x87\x8d\xe8\xa6\x81]", NULL},
+		{"attachment_mention", "E3", "warn", "info", "body never names invoice.pdf", NULL},
 	};
 	hd_reply_t in = {.rid = UINT64_MAX, .ok = true, .id = 9007199254740993LL,
 			 .klass = HD_CLASS_IMPORTANT, .duplicate = true, .findings = f,
@@ -1070,6 +1070,42 @@ static void test_an_ack_with_findings_survives_encode_then_decode(void **state)
 	hd_reply_clear(&out);
 	assert_null(out.findings);
 	hd_reply_clear(NULL);
+}
+
+static void test_a_policy_error_carries_the_findings_that_refused_it(void **state)
+{
+	(void)state;
+	hd_finding_t f[1] = {
+		{"prohibited-content", "G3.1", "reject", "major", "the body contains \"x\"", "msg.body"},
+	};
+	hd_reply_t in = {.rid = 7};
+	hd_reply_set_error(&in, HD_E_POLICY, "msg.body", "the body contains \"x\"");
+	in.findings = f;
+	in.finding_count = 1;
+	uint8_t *buf;
+	size_t len;
+	assert_int_equal(hd_envelope_encode_reply(&in, &buf, &len), HD_OK);
+	hd_reply_t out;
+	hd_decode_error_t err;
+	assert_int_equal(hd_envelope_decode_reply(buf, len, &out, &err), HD_OK);
+	assert_false(out.ok);
+	assert_int_equal(out.code, HD_E_POLICY);
+	assert_string_equal(out.field, "msg.body");
+	assert_false(out.retryable);
+	assert_int_equal(out.finding_count, 1);
+	assert_string_equal(out.findings[0].rule, "prohibited-content");
+	assert_string_equal(out.findings[0].clause, "G3.1");
+	assert_null(out.findings[0].field);  /* server side only: never encoded */
+	hd_reply_clear(&out);
+	free(buf);
+	/* Without findings an ERROR has none, as before. */
+	in.finding_count = 0;
+	in.findings = NULL;
+	assert_int_equal(hd_envelope_encode_reply(&in, &buf, &len), HD_OK);
+	assert_int_equal(hd_envelope_decode_reply(buf, len, &out, &err), HD_OK);
+	assert_int_equal(out.finding_count, 0);
+	hd_reply_clear(&out);
+	free(buf);
 }
 
 static void test_a_ping_ack_carries_only_v_rid_and_ok(void **state)
@@ -1160,7 +1196,7 @@ static void test_encode_reply_caps_findings_and_unknown_codes(void **state)
 	memset(longtext, 'r', HD_MAX_FINDING_TEXT_BYTES + 9);
 	longtext[HD_MAX_FINDING_TEXT_BYTES + 9] = '\0';
 	for (size_t i = 0; i < n; i++)
-		f[i] = (hd_finding_t){"rule", "G3.2", "warn", "info", longtext};
+		f[i] = (hd_finding_t){"rule", "G3.2", "warn", "info", longtext, NULL};
 	f[1].clause = NULL; /* sent as "" */
 	hd_reply_t in = {.rid = 1, .ok = true, .klass = HD_CLASS_GENERAL, .findings = f,
 			 .finding_count = n};
@@ -1283,6 +1319,7 @@ int main(void)
 		cmocka_unit_test(test_recipients_are_limited_by_to_plus_cc),
 		cmocka_unit_test(test_the_rid_is_recovered_from_otherwise_bad_requests),
 		cmocka_unit_test(test_an_ack_with_findings_survives_encode_then_decode),
+		cmocka_unit_test(test_a_policy_error_carries_the_findings_that_refused_it),
 		cmocka_unit_test(test_a_ping_ack_carries_only_v_rid_and_ok),
 		cmocka_unit_test(test_an_error_reply_survives_encode_then_decode),
 		cmocka_unit_test(test_set_error_cuts_and_cleans_text_to_valid_utf8),

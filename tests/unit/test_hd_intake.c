@@ -43,7 +43,7 @@ static int setup(void **state)
 	free(f->cfg->listen);
 	f->cfg->listen = hd_strdup("inproc://intake-test");
 	f->ctx = zmq_ctx_new();
-	f->classify = hd_classify_new(50, "[重要]", NULL, 0);
+	f->classify = hd_classify_new(50, "[重要]");
 	f->intake = hd_intake_new(f->ctx, f->cfg, f->classify, err, sizeof(err));
 	assert_non_null(f->intake);
 	hd_store_options_t o = {

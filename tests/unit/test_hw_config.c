@@ -7,7 +7,8 @@
  *	build holds). Covered: defaults, every setting, file:line errors
  *	for unknown keys, wrong types and ranges, driver groups (unknown,
  *	not compiled in, not a group, none at all), command-line overrides,
- *	--print-config output that loads back and hides secrets.
+ *	--print-config output that loads back and hides secrets, and the
+ *	security group (POLICY K2 keys: "ID:PATH" syntax and unique ids).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -241,6 +242,43 @@ static void test_printed_configuration_loads_back_and_hides_secrets(void **state
 	free(text);
 }
 
+static void test_security_keys_are_id_path_pairs_with_unique_ids(void **state)
+{
+	fixture_t *f = *state;
+	assert_int_equal(load(f, only_fake, 1,
+			      "security = { keys = [\"k1:/etc/herald/k1.key\", \"k2:/etc/herald/k2.key\"]; };\n"
+			      "fake = {};\n"), HD_OK);
+	assert_int_equal(f->cfg->seal_key_count, 2);
+	assert_string_equal(f->cfg->seal_keys[0], "k1:/etc/herald/k1.key");
+	assert_string_equal(f->cfg->seal_keys[1], "k2:/etc/herald/k2.key");
+	char *text = NULL;
+	size_t size = 0;
+	FILE *out = open_memstream(&text, &size);
+	hw_config_print(f->cfg, out);
+	fclose(out);
+	assert_non_null(strstr(text, "security = {\n  keys = [\"k1:/etc/herald/k1.key\", "
+				     "\"k2:/etc/herald/k2.key\"];\n};\n"));
+	hw_config_t *first = f->cfg;
+	f->cfg = NULL;
+	assert_int_equal(load(f, only_fake, 1, text), HD_OK); /* it loads back */
+	assert_int_equal(f->cfg->seal_key_count, 2);
+	hw_config_destroy(&first);
+	free(text);
+	/* none by default */
+	assert_int_equal(load(f, only_fake, 1, "fake = {};\n"), HD_OK);
+	assert_int_equal(f->cfg->seal_key_count, 0);
+
+	expect_error(f, "fake = {};\nsecurity = { keys = [\"/etc/herald/k1.key\"]; };\n", 2,
+		     "keys: \"/etc/herald/k1.key\": expected \"ID:PATH\"");
+	expect_error(f, "fake = {};\nsecurity = { keys = [\"k1:/a\", \"k1:/b\"]; };\n", 2,
+		     "keys: key id \"k1\" given twice");
+	expect_error(f, "fake = {};\nsecurity = {\n  seal_key = \"k1\"; };\n", 3,
+		     "seal_key: unknown setting in security (only keys)");
+	expect_error(f, "fake = {};\nsecurity = { keys = \"k1:/a\"; };\n", 2,
+		     "keys: expected a list");
+	expect_error(f, "fake = {};\nsecurity = [\"k1:/a\"];\n", 2, "security: expected a group");
+}
+
 static void test_the_program_knows_its_drivers(void **state)
 {
 	(void)state;
@@ -272,6 +310,7 @@ int main(void)
 		T(test_command_line_overrides_replace_broker_and_name_and_are_checked),
 		T(test_printed_configuration_loads_back_and_hides_secrets),
 		T(test_the_program_knows_its_drivers),
+		T(test_security_keys_are_id_path_pairs_with_unique_ids),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,7 +13,10 @@
  *	talking), reconnection with a new identity after 3 silent beats with
  *	jobs in flight reporting on the new connection, BYE on stop, jobs
  *	refused after BYE, the grace period, jobs given back on destroy,
- *	undecodable jobs answered and garbage ignored.
+ *	undecodable jobs answered and garbage ignored, and confidential
+ *	content sealed at rest (POLICY K2): opened before the driver sees it,
+ *	or failed with code "seal" when this worker has no key for it or it
+ *	was tampered with.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,13 +24,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "hd_err.h"
+#include "hd_mem.h"
+#include "hd_seal.h"
 #include "hd_fake.h"
 #include "hd_log.h"
 #include "hd_time.h"
@@ -691,6 +698,86 @@ static void test_every_poll_item_of_every_driver_is_watched(void **state)
 	assert_true(many_instance->last_ready);
 }
 
+/* ---- sealed confidential content (POLICY K2) -------------------------------- */
+
+/* A JOB for a confidential message whose body (with the fake driver's "+fail") is sealed. */
+static void send_sealed_job(fixture_t *f, int64_t id, const hd_seal_t *seal, bool tamper)
+{
+	hd_wire_frame_t j = {.type = HD_WIRE_JOB};
+	j.u.job.delivery_id = id;
+	j.u.job.message_id = 1000 + id;
+	j.u.job.attempt = 1;
+	j.u.job.lease_ms = 60000;
+	j.u.job.recipient = (char *)"bob@example.com";
+	j.u.job.kind = (char *)"to";
+	j.u.job.klass = HD_CLASS_GENERAL;
+	hd_msg_t *m = hd_msg_new(HD_CHANNEL_EMAIL);
+	m->sender = hd_strdup("sender@example.com");
+	hd_msg_add_to(m, "bob@example.com");
+	m->body = hd_strdup("the driver sees +fail only once opened");
+	m->flags = HD_FLAG_CONFIDENTIAL;
+	assert_int_equal(hd_seal_msg(seal, m), HD_OK);
+	assert_null(strstr(m->body, "+fail"));
+	if (tamper)
+		m->body[strlen(m->body) - 6] = m->body[strlen(m->body) - 6] == 'A' ? 'B' : 'A';
+	j.u.job.msg = m;
+	broker_send_frame(f, &j);
+	hd_msg_destroy(&m);
+}
+
+static void test_sealed_content_is_opened_for_the_driver_or_the_job_fails_seal(void **state)
+{
+	fixture_t *f = *state;
+	char dir[] = "/tmp/test-hw-worker-XXXXXX", path[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/k1.key", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789abcdef0123456789ABCDEF", 32), 32);
+	close(fd);
+	hd_seal_t *seal = hd_seal_keyring_new();
+	char err[512];
+	assert_int_equal(hd_seal_keyring_add_key_file(seal, "k1", path, err, sizeof err), HD_OK);
+	assert_int_equal(hd_seal_set_current(seal, "k1"), HD_OK);
+
+	start_worker(f, 8, 1000, "");
+	expect_ready(f);
+	/* no keys: failed at once, the driver never sees the job */
+	send_sealed_job(f, 31, seal, false);
+	hd_wire_frame_t fr;
+	expect_frame(f, HD_WIRE_RESULT, &fr);
+	assert_int_equal(fr.u.result.delivery_id, 31);
+	assert_int_equal(fr.u.result.outcome, HD_OUTCOME_FAILED);
+	assert_string_equal(fr.u.result.provider, "herald-worker");
+	assert_string_equal(fr.u.result.provider_code, "seal");
+	assert_non_null(strstr(fr.u.result.detail, "body: unknown key id k1"));
+	assert_non_null(strstr(fr.u.result.detail, "no keys"));
+
+	/* with the key: the fake driver reads the plaintext body and obeys its "+fail" */
+	hw_worker_attach_seal(f->w, seal);
+	send_sealed_job(f, 32, seal, false);
+	expect_frame(f, HD_WIRE_RESULT, &fr);
+	assert_int_equal(fr.u.result.delivery_id, 32);
+	assert_string_equal(fr.u.result.provider, "fake");
+	assert_int_equal(fr.u.result.outcome, HD_OUTCOME_FAILED);
+	assert_string_equal(fr.u.result.provider_code, "550");
+
+	/* tampered: failed "seal", never sent */
+	send_sealed_job(f, 33, seal, true);
+	expect_frame(f, HD_WIRE_RESULT, &fr);
+	assert_int_equal(fr.u.result.delivery_id, 33);
+	assert_string_equal(fr.u.result.provider_code, "seal");
+	assert_non_null(strstr(fr.u.result.detail, "authentication failed"));
+	hw_worker_stats_t st = hw_worker_stats(f->w);
+	assert_int_equal(st.refused, 2);
+	assert_int_equal(st.failed, 3);
+
+	hw_worker_destroy(&f->w);
+	hd_seal_keyring_destroy(&seal);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -711,6 +798,7 @@ int main(void)
 		T(test_an_undecodable_job_is_answered_failed_and_garbage_is_ignored),
 		T(test_a_second_driver_for_a_served_channel_is_refused),
 		T(test_every_poll_item_of_every_driver_is_watched),
+		T(test_sealed_content_is_opened_for_the_driver_or_the_job_fails_seal),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

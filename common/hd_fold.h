@@ -1,0 +1,49 @@
+/*
+ * NAME
+ *	hd_fold - text folded for matching: one form for every way to write it
+ * DESCRIPTION
+ *	Policy lists must match however a sender spells a word: full-width
+ *	letters (ＳＡＬＡＲＹ), mixed case, ligatures, accents, zero-width
+ *	characters slipped between letters, ideographic spaces. hd_fold maps
+ *	text to one canonical form, built with utf8proc:
+ *	  - Unicode compatibility decomposition (NFKD; two strings have the
+ *	    same NFKD form exactly when they have the same NFKC form, so
+ *	    matching in the decomposed form is matching under NFKC, without
+ *	    the composition pass);
+ *	  - full Unicode case folding;
+ *	  - default-ignorable code points removed (zero-width space and
+ *	    joiners, soft hyphen, word joiner, BOM ...);
+ *	  - combining marks removed (salári → salari);
+ *	  - every run of white space (any Unicode space, tab, newline) made
+ *	    one ASCII space, and none at the ends.
+ *	ASCII and the CJK Unified Ideographs block, which fold to
+ *	themselves (apart from ASCII case), take a fast path; everything
+ *	else goes through utf8proc one code point at a time.
+ *	Pure: no I/O, no logging.
+ * OWNERSHIP
+ *	The caller owns the buffer; hd_fold grows it as needed and
+ *	hd_fold_buf_release frees it.
+ */
+#ifndef HD_FOLD_H
+#define HD_FOLD_H
+
+#include <stddef.h>
+
+/* A reusable output buffer; zero-initialise before first use. */
+typedef struct hd_fold_buf {
+	char *data;   /* NUL-terminated folded text */
+	size_t len;   /* bytes, without the NUL */
+	size_t cap;
+} hd_fold_buf_t;
+
+/*
+ * Fold len bytes of UTF-8 text into out (replacing its contents).
+ * Returns 0, or HD_E_INVALID when text is not valid UTF-8 (out is then
+ * empty).
+ */
+int hd_fold(hd_fold_buf_t *out, const char *text, size_t len);
+
+/* Free out's memory and zero it; NULL-safe. */
+void hd_fold_buf_release(hd_fold_buf_t *out);
+
+#endif
