@@ -7,6 +7,7 @@
  *	                    [--driver lib|raw] [--app NAME] [--key-prefix P]
  *	                    [--tick-us US] [--timeout-ms MS] [--latency-log FILE]
  *	                    [--channel email|im] [--to R1,R2,...] [--important]
+ *	                    [--text-file FILE]
  *	herald-bench ping --endpoint EP [--wait-ms MS]
  * DESCRIPTION
  *	"intake" opens C producer connections (one DEALER socket each) and
@@ -43,6 +44,13 @@
  *	--latency-log FILE writes "message send_ms ack_ms latency_ms state"
  *	per message (times relative to the start) to find when stalls happen.
  *
+ *	--text-file FILE gives the texts instead of the --size filler: one
+ *	message text per line, "SUBJECT<TAB>BODY" (or BODY alone, with the
+ *	usual subject); message j takes line j mod n. The request size is
+ *	then whatever the texts make (text_bytes= in the result line gives
+ *	their average). bench/run.sh policy submits ~1 KB mixed Chinese and
+ *	English texts this way (herald-policy-bench --write-texts).
+ *
  *	"ping" waits until heraldd answers a ping (it does only while it can
  *	reach PostgreSQL); exit 0 when it did within MS, else 1.
  * PRECISION
@@ -55,7 +63,8 @@
  *	meanwhile is timestamped up to 1 ms late. All these errors make
  *	latencies look worse, never better.
  * LIMITS
- *	--to: at most 1000 recipients. concurrency <= 1024, messages <= 20 million (three arrays of N
+ *	--to: at most 1000 recipients. --text-file: at most 100000 lines,
+ *	256 MiB, subjects of at most 998 bytes. concurrency <= 1024, messages <= 20 million (three arrays of N
  *	entries, 17 bytes per message, are allocated before the clock
  *	starts), size <= 1 MiB, window <= 65536.
  * EXIT STATUS
@@ -71,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +105,8 @@
 #define HB_SENDER           "bench@example.com"
 #define HB_RECIPIENT_SPREAD 1000u    /* distinct recipient addresses */
 #define HB_MAX_TO           1000     /* --to list entries */
+#define HB_MAX_TEXTS        100000   /* --text-file lines */
+#define HB_MAX_TEXT_FILE_BYTES (256L * 1024L * 1024L)
 
 typedef enum { HB_DRIVER_LIB, HB_DRIVER_RAW } hb_driver_t;
 
@@ -119,12 +131,17 @@ typedef struct hb_opts {
 	char **to;                /* --to entries (owned), NULL = email default spread */
 	size_t to_count;
 	bool important;           /* flag every message important (held for approval) */
+	const char *text_file;    /* NULL or SUBJECT<TAB>BODY lines */
 } hb_opts_t;
 
 /* State shared by all connections; each message slot is written by one thread. */
 typedef struct hb_run {
 	const hb_opts_t *opts;
 	char *body;
+	char **text_subjects;     /* --text-file: n entries (NULL: the usual subject) */
+	char **text_bodies;
+	size_t text_count;
+	size_t text_bytes;        /* average subject + body bytes of the texts */
 	int64_t start_ns;         /* the first send (or the schedule origin) */
 	int64_t *send_ns;         /* index: message number */
 	int64_t *ack_ns;
@@ -233,17 +250,31 @@ static void hb_format_subject(size_t j, char *buf, size_t len)
 	snprintf(buf, len, "herald-bench message %zu", j);
 }
 
+/* The subject of message j: its --text-file line's, else the usual one in buf. */
+static const char *hb_subject(const hb_run_t *r, size_t j, char *buf, size_t len)
+{
+	if (r->text_count > 0 && r->text_subjects[j % r->text_count])
+		return r->text_subjects[j % r->text_count];
+	hb_format_subject(j, buf, len);
+	return buf;
+}
+
+/* The body of message j: its --text-file line's, else the --size filler. */
+static const char *hb_body(const hb_run_t *r, size_t j)
+{
+	return r->text_count > 0 ? r->text_bodies[j % r->text_count] : r->body;
+}
+
 /* The wire form of message j (raw driver and size calibration). */
 static hd_msg_t *hb_wire_msg(const hb_run_t *r, size_t j, const char *body)
 {
 	char key[128], to[HD_MAX_ADDR_BYTES + 1], subject[64];
 	hb_format_key(r->opts, j, key, sizeof(key));
 	hb_format_to(r->opts, j, to, sizeof(to));
-	hb_format_subject(j, subject, sizeof(subject));
 	hd_msg_t *m = hd_msg_new(r->opts->channel);
 	m->sender = hd_strdup(HB_SENDER);
 	hd_msg_add_to(m, to);
-	m->subject = hd_strdup(subject);
+	m->subject = hd_strdup(hb_subject(r, j, subject, sizeof(subject)));
 	m->body = hd_strdup(body);
 	m->idempotency_key = hd_strdup(key);
 	if (r->opts->important)
@@ -319,12 +350,11 @@ static herald_msg_t *hb_lib_msg(const hb_run_t *r, size_t j)
 	char key[128], to[HD_MAX_ADDR_BYTES + 1], subject[64];
 	hb_format_key(r->opts, j, key, sizeof(key));
 	hb_format_to(r->opts, j, to, sizeof(to));
-	hb_format_subject(j, subject, sizeof(subject));
 	herald_msg_t *m = herald_msg_new(r->opts->channel == HD_CHANNEL_IM ? HERALD_IM : HERALD_EMAIL);
 	if (!m || herald_msg_set_from(m, HB_SENDER) != HERALD_OK ||
 	    herald_msg_add_to(m, to) != HERALD_OK ||
-	    herald_msg_set_subject(m, subject) != HERALD_OK ||
-	    herald_msg_set_body(m, r->body) != HERALD_OK ||
+	    herald_msg_set_subject(m, hb_subject(r, j, subject, sizeof(subject))) != HERALD_OK ||
+	    herald_msg_set_body(m, hb_body(r, j)) != HERALD_OK ||
 	    herald_msg_set_idempotency_key(m, key) != HERALD_OK ||
 	    (r->opts->important && herald_msg_set_flag(m, HERALD_FLAG_IMPORTANT) != HERALD_OK))
 		hd_panic("herald-bench: cannot build message %zu", j);
@@ -592,7 +622,7 @@ static int hb_raw_run(hb_run_t *r, hb_conn_t *conns)
 				}
 				uint8_t *buf = NULL;
 				size_t len = 0;
-				hb_encode(r, c->next, r->body, &buf, &len);
+				hb_encode(r, c->next, hb_body(r, c->next), &buf, &len);
 				int64_t t = o->rate > 0 ? due : hb_now_ns();
 				if (hb_raw_send(c->sock, buf, len) != 0)
 					hd_panic("herald-bench: send failed: %s", zmq_strerror(errno));
@@ -723,13 +753,17 @@ static int hb_report(const hb_run_t *r, double cpu_s, int64_t end_ns)
 	printf("intake concurrency=%d messages=%zu acks_per_s=%.0f p50_ms=%.2f p99_ms=%.2f "
 	       "max_ms=%.2f errors=%zu acks=%zu dups=%zu p90_ms=%.2f p999_ms=%.2f mean_ms=%.2f "
 	       "window=%d rate=%.0f driver=%s size=%zu elapsed_s=%.3f client_cpu_pct=%.0f "
-	       "channel=%s important=%d\n",
+	       "channel=%s important=%d",
 	       o->concurrency, o->messages, rate, hb_pct_ms(lat, n, 50), hb_pct_ms(lat, n, 99),
 	       n ? (double)lat[n - 1] / (double)HB_NS_PER_MS : 0.0, errors, acks, dups,
 	       hb_pct_ms(lat, n, 90), hb_pct_ms(lat, n, 99.9),
 	       n ? sum / (double)n / (double)HB_NS_PER_MS : 0.0, o->window, o->rate,
 	       o->driver == HB_DRIVER_LIB ? "lib" : "raw", o->size_bytes, elapsed_s,
 	       wall_s > 0 ? 100.0 * cpu_s / wall_s : 0.0, hd_channel_name(o->channel), o->important ? 1 : 0);
+	/* Only with --text-file, so other runs print what they always did. */
+	if (r->text_count > 0)
+		printf(" texts=%zu text_bytes=%zu", r->text_count, r->text_bytes);
+	putchar('\n');
 	if (r->first_error[0])
 		fprintf(stderr, "herald-bench: first problem: %s\n", r->first_error);
 	free(lat);
@@ -737,6 +771,84 @@ static int hb_report(const hb_run_t *r, double cpu_s, int64_t end_ns)
 }
 
 /* ---- commands ---------------------------------------------------------- */
+
+static void hb_free_texts(hb_run_t *r)
+{
+	for (size_t i = 0; i < r->text_count; i++) {
+		free(r->text_subjects[i]);
+		free(r->text_bodies[i]);
+	}
+	free(r->text_subjects);
+	free(r->text_bodies);
+	r->text_subjects = NULL;
+	r->text_bodies = NULL;
+	r->text_count = 0;
+}
+
+/*
+ * Read --text-file into r: "SUBJECT<TAB>BODY" or "BODY" lines, empty
+ * ones skipped. The file's size is checked first, so no line can be
+ * larger than HB_MAX_TEXT_FILE_BYTES. Returns 0, or -1 with a message.
+ */
+static int hb_load_texts(hb_run_t *r, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "herald-bench: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fileno(f), &st) != 0 || st.st_size > HB_MAX_TEXT_FILE_BYTES) {
+		fprintf(stderr, "herald-bench: %s: larger than %ld bytes\n", path,
+			HB_MAX_TEXT_FILE_BYTES);
+		fclose(f);
+		return -1;
+	}
+	r->text_subjects = hd_calloc(HB_MAX_TEXTS, sizeof(*r->text_subjects));
+	r->text_bodies = hd_calloc(HB_MAX_TEXTS, sizeof(*r->text_bodies));
+	char *line = NULL;
+	size_t cap = 0, total = 0;
+	ssize_t n;
+	int rc = 0;
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		size_t len = (size_t)n;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			len--;
+		if (len == 0)
+			continue;
+		if (r->text_count == HB_MAX_TEXTS) {
+			fprintf(stderr, "herald-bench: %s: more than %d texts\n", path, HB_MAX_TEXTS);
+			rc = -1;
+			break;
+		}
+		const char *tab = memchr(line, '\t', len);
+		size_t subject_len = tab ? (size_t)(tab - line) : 0;
+		if (subject_len > HD_MAX_SUBJECT_BYTES) {
+			fprintf(stderr, "herald-bench: %s: a subject is longer than %u bytes\n", path,
+				HD_MAX_SUBJECT_BYTES);
+			rc = -1;
+			break;
+		}
+		const char *body = tab ? tab + 1 : line;
+		size_t body_len = len - (size_t)(body - line);
+		r->text_subjects[r->text_count] = tab ? hd_strndup(line, subject_len) : NULL;
+		r->text_bodies[r->text_count] = hd_strndup(body, body_len);
+		r->text_count++;
+		total += subject_len + body_len;
+	}
+	free(line);
+	fclose(f);
+	if (rc == 0 && r->text_count == 0) {
+		fprintf(stderr, "herald-bench: %s: no texts\n", path);
+		rc = -1;
+	}
+	if (rc != 0) {
+		hb_free_texts(r);
+		return -1;
+	}
+	r->text_bytes = total / r->text_count;
+	return 0;
+}
 
 static int hb_cmd_intake(hb_opts_t *o)
 {
@@ -754,6 +866,12 @@ static int hb_cmd_intake(hb_opts_t *o)
 	run.send_ns = hd_calloc(o->messages, sizeof(int64_t));
 	run.ack_ns = hd_calloc(o->messages, sizeof(int64_t));
 	run.state = hd_calloc(o->messages, sizeof(uint8_t));
+	if (o->text_file && hb_load_texts(&run, o->text_file) != 0) {
+		free(run.send_ns);
+		free(run.ack_ns);
+		free(run.state);
+		return 2;
+	}
 	run.body = hb_make_body(&run);
 	pthread_mutex_init(&run.lock, NULL);
 	pthread_barrier_init(&run.barrier, NULL, (unsigned)o->concurrency + 1);
@@ -779,6 +897,7 @@ static int hb_cmd_intake(hb_opts_t *o)
 	pthread_barrier_destroy(&run.barrier);
 	pthread_mutex_destroy(&run.lock);
 	free(run.body);
+	hb_free_texts(&run);
 	free(run.send_ns);
 	free(run.ack_ns);
 	free(run.state);
@@ -816,7 +935,7 @@ static void hb_usage(FILE *out)
 	      "                           [--driver lib|raw] [--app NAME] [--key-prefix P]\n"
 	      "                           [--tick-us US] [--timeout-ms MS]\n"
 	      "                           [--latency-log FILE] [--channel email|im]\n"
-	      "                           [--to R1,R2,...] [--important]\n"
+	      "                           [--to R1,R2,...] [--important] [--text-file FILE]\n"
 	      "       herald-bench ping --endpoint EP [--wait-ms MS]\n"
 	      "  --concurrency C   producer connections (default 1)\n"
 	      "  --messages N      messages in total (default 10000)\n"
@@ -835,7 +954,9 @@ static void hb_usage(FILE *out)
 	      "                    (required for im: group names; email default:\n"
 	      "                    user0..user999@example.com)\n"
 	      "  --important       flag every message important: each is held for approval\n"
-	      "                    and its ACK must say class important, state held\n", out);
+	      "                    and its ACK must say class important, state held\n"
+	      "  --text-file FILE  message texts, one 'SUBJECT<TAB>BODY' (or 'BODY') per line;\n"
+	      "                    message j takes line j mod n (replaces the --size filler)\n", out);
 }
 
 static bool hb_parse_long(const char *s, long lo, long hi, long *out)
@@ -916,6 +1037,7 @@ int main(int argc, char **argv)
 		{"channel", required_argument, NULL, 'C'},
 		{"to", required_argument, NULL, 'R'},
 		{"important", no_argument, NULL, 'I'},
+		{"text-file", required_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -995,6 +1117,7 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 'I': o.important = true; break;
+		case 'X': o.text_file = optarg; break;
 		case 'h': hb_usage(stdout); hb_free_to(&o); return 0;
 		default: hb_usage(stderr); hb_free_to(&o); return 2;
 		}

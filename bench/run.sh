@@ -2,7 +2,7 @@
 # NAME
 #	run.sh - Herald benchmarks on a private, throw-away stack
 # SYNOPSIS
-#	bench/run.sh intake | email | im | approval
+#	bench/run.sh intake | email | im | approval | policy
 # DESCRIPTION
 #	intake: builds herald-bench, heraldd and heraldctl if needed, starts
 #	its own PostgreSQL 15 (deploy/pg-local.sh, default durability: fsync,
@@ -66,6 +66,31 @@
 #	  RESULT approval approvals_per_s=<x> release_p99_ms=<y>
 #	Targets approvals/s >= 1000, release p99 <= 1000 ms (printed only).
 #
+#	policy: the sending policy (broker/hd_policy) with 10,000-term lists.
+#	  1. herald-policy-bench writes the policy (heraldd's rules; lists
+#	     prohibited 5,000 + sensitive 3,000 + civility 2,000 terms from
+#	     files, half Chinese, half English, fixed seed) and evaluates
+#	     1,000 distinct ~1 KB mixed Chinese/English messages (email, IM,
+#	     SMS; 5% with a planted term) on one thread pinned to one CPU for
+#	     POLICY_SECONDS: evaluations per CPU second ("evals_per_s"). It
+#	     exits 1 when a planted term is missed or a clean message is
+#	     rejected or held.
+#	  2. intake with the policy against intake without it, same run, same
+#	     PostgreSQL: heraldd restarted with that policy ("on") or with
+#	     `policy = { enabled = false; };` ("off"), POLICY_ROUNDS rounds in
+#	     the order on off / off on / ... (ABBA, so a drift of the machine
+#	     or of the growing tables cancels), each a closed-loop herald-bench
+#	     run of POLICY_MESSAGES clean ~1 KB mixed texts (--text-file, written by
+#	     herald-policy-bench, every one checked clean) at
+#	     POLICY_CONCURRENCY with INFLIGHT outstanding, after
+#	     POLICY_WARMUP unreported messages. intake_ratio = mean acks/s on
+#	     / mean acks/s off.
+#	  Correctness: rows in herald.messages == ACKs, no stored message has
+#	  a finding, every run without errors (else exit 1). Last line:
+#	    RESULT policy evals_per_s=<n> intake_ratio=<on/off>
+#	  Targets evals_per_s >= 100000 per core, intake_ratio >= 0.9
+#	  (printed, not enforced).
+#
 #	In email and im, the end-to-end time runs from just before the sender
 #	starts to the moment the sink counted the last message (polled every
 #	5 ms), so it includes the sender's start-up and connection set-up on
@@ -104,9 +129,20 @@
 #	                 200), outcome_batch_max 2000, rate_limits [])
 #	APPROVALS        approval: messages held and approved (default 10000)
 #	APPROVERS        approval: concurrent psql sessions approving (default 4)
+#	POLICY_SECONDS   policy: length of the evaluation loop (default 10)
+#	POLICY_TERMS     policy: terms of the lists prohibited,sensitive,civility
+#	                 (default 5000,3000,2000)
+#	POLICY_ROUNDS    policy: rounds of one run with and one without the
+#	                 policy, ABBA order (default 3)
+#	POLICY_CONCURRENCY policy: herald-bench connections (default 16; with
+#	                 INFLIGHT 1024 outstanding, intake's peak on this box)
+#	POLICY_MESSAGES  policy: messages per intake run (default 100000)
+#	POLICY_WARMUP    policy: unreported messages after each heraldd start
+#	                 (default 2000)
 # EXIT STATUS
-#	0 done and consistent; 1 a run failed, rows != ACKs, or (email, im,
-#	approval) a delivery did not end 'sent'; 2 usage.
+#	0 done and consistent; 1 a run failed, rows != ACKs, (email, im,
+#	approval) a delivery did not end 'sent', or (policy) a policy
+#	evaluation was wrong; 2 usage.
 set -euo pipefail
 
 PROG=${0##*/}
@@ -133,6 +169,12 @@ LOG_LEVEL=${LOG_LEVEL:-info}
 E2E_TIMEOUT_S=${E2E_TIMEOUT_S:-120}
 APPROVALS=${APPROVALS:-10000}
 APPROVERS=${APPROVERS:-4}
+POLICY_SECONDS=${POLICY_SECONDS:-10}
+POLICY_TERMS=${POLICY_TERMS:-5000,3000,2000}
+POLICY_ROUNDS=${POLICY_ROUNDS:-3}
+POLICY_CONCURRENCY=${POLICY_CONCURRENCY:-16}
+POLICY_MESSAGES=${POLICY_MESSAGES:-100000}
+POLICY_WARMUP=${POLICY_WARMUP:-2000}
 # approval: a normal poll interval, so only NOTIFY can make releases fast.
 DISPATCH_POLL_MS=10
 [ "${1:-}" != approval ] || DISPATCH_POLL_MS=200
@@ -148,7 +190,7 @@ die() {
 }
 
 usage() {
-	echo "usage: $PROG intake | email | im | approval" >&2
+	echo "usage: $PROG intake | email | im | approval | policy" >&2
 	exit 2
 }
 
@@ -159,7 +201,7 @@ log() {
 [ $# -eq 1 ] || usage
 MODE=$1
 case "$MODE" in
-intake | email | im | approval) ;;
+intake | email | im | approval | policy) ;;
 *) usage ;;
 esac
 
@@ -174,7 +216,10 @@ build() {
 			{ cat "$out" >&2; rm -f "$out"; die "cmake configure failed"; }
 	fi
 	local targets=(herald-bench heraldd heraldctl)
-	[ "$MODE" = intake ] || targets+=(herald-worker)
+	case "$MODE" in
+	email | im | approval) targets+=(herald-worker) ;;
+	policy) targets+=(herald-policy-bench) ;;
+	esac
 	[ "$MODE" != im ] || targets+=(curl-anchor)
 	log "building ${targets[*]} in $BUILD_DIR"
 	cmake --build "$BUILD_DIR" -j "$(nproc)" --target "${targets[@]}" >"$out" 2>&1 ||
@@ -188,9 +233,13 @@ HERALDD=$BUILD_DIR/broker/heraldd
 HERALDCTL=$BUILD_DIR/ctl/heraldctl
 WORKER=$BUILD_DIR/workers/herald-worker
 CURL_ANCHOR=$BUILD_DIR/bench/curl-anchor
+POLICY_BENCH=$BUILD_DIR/bench/herald-policy-bench
 PGLOCAL=$REPO/deploy/pg-local.sh
 NEEDED=("$BENCH" "$HERALDD" "$HERALDCTL")
-[ "$MODE" = intake ] || NEEDED+=("$WORKER")
+case "$MODE" in
+email | im | approval) NEEDED+=("$WORKER") ;;
+policy) NEEDED+=("$POLICY_BENCH") ;;
+esac
 [ "$MODE" != im ] || NEEDED+=("$CURL_ANCHOR")
 for b in "${NEEDED[@]}"; do
 	[ -x "$b" ] || die "missing $b after the build"
@@ -293,23 +342,39 @@ if [ "$MODE" != approval ] && [ "$(sql "SELECT to_regprocedure('herald.org_impor
 	sql "SELECT * FROM herald.org_import('{\"departments\": [{\"name\": \"Bench\", \"head\": \"bench@example.com\"}],
 		\"staff\": [{\"address\": \"bench@example.com\", \"name\": \"Herald Bench\",
 		\"department\": \"Bench\", \"roles\": [\"employee\"]}]}'::jsonb)" >/dev/null
+	# POLICY I3: IM goes only to registered work groups (the im mode's
+	# bench-0 .. bench-N, each a worker entry of the same name).
+	if [ "$(sql "SELECT to_regprocedure('herald.group_add(text,text,text,text,text,text[])') IS NOT NULL")" = t ]; then
+		sql "SELECT herald.group_add('bench-' || i, 'benchmark', 'bench@example.com', 'webhook',
+			'bench-' || i, ARRAY['Bench']) FROM generate_series(0, 63) AS i" >/dev/null
+	fi
 fi
 
 HPORT=$(free_port)
 ENDPOINT=tcp://127.0.0.1:$HPORT
 MODE_CONF=
 HERALDD_LOG_LEVEL=info
-if [ "$MODE" != intake ]; then
+case "$MODE" in
+intake | policy) ;;
+*)
 	MODE_CONF=$DISPATCH_CONF
 	HERALDD_LOG_LEVEL=$LOG_LEVEL
-fi
-cat >"$TMP/heraldd.conf" <<EOF
+	;;
+esac
+
+# write_heraldd_conf FILE [EXTRA]: heraldd's configuration for this mode
+# (HERALDD_CONF included), plus EXTRA libconfig text.
+write_heraldd_conf() {
+	cat >"$1" <<EOF
 listen = "$ENDPOINT";
 log_level = "$HERALDD_LOG_LEVEL";
 $MODE_CONF
 $HERALDD_CONF
+${2:-}
 EOF
-HERALDD_ARGS=(-c "$TMP/heraldd.conf" --db "$BROKER_URL")
+}
+
+HERALDD_ARGS=(--db "$BROKER_URL")
 # The dispatcher's worker endpoint gets a free port too: the default one
 # may be taken by another stack on this machine.
 HERALDD_HELP=$("$HERALDD" --help 2>&1 || true)
@@ -320,22 +385,47 @@ case "$HERALDD_HELP" in
 	HERALDD_ARGS+=(--dispatch-listen "$DISPATCH_EP")
 	;;
 esac
-[ "$MODE" = intake ] || [ -n "$DISPATCH_EP" ] || die "this heraldd has no --dispatch-listen"
-"$HERALDD" "${HERALDD_ARGS[@]}" >"$TMP/heraldd.log" 2>&1 &
-HERALDD_PID=$!
-ready=0
-for _ in $(seq 1 30); do
-	kill -0 "$HERALDD_PID" 2>/dev/null || die "heraldd exited during start-up"
-	if "$BENCH" ping --endpoint "$ENDPOINT" --wait-ms 500 2>/dev/null; then
-		ready=1
-		break
+case "$MODE" in
+intake | policy) ;;
+*) [ -n "$DISPATCH_EP" ] || die "this heraldd has no --dispatch-listen" ;;
+esac
+
+# start_heraldd CONF: heraldd with configuration file CONF (its output
+# appended to TMP/heraldd.log), once it answers a ping.
+start_heraldd() {
+	"$HERALDD" -c "$1" "${HERALDD_ARGS[@]}" >>"$TMP/heraldd.log" 2>&1 &
+	HERALDD_PID=$!
+	local ready=0
+	for _ in $(seq 1 30); do
+		kill -0 "$HERALDD_PID" 2>/dev/null || die "heraldd exited during start-up"
+		if "$BENCH" ping --endpoint "$ENDPOINT" --wait-ms 500 2>/dev/null; then
+			ready=1
+			break
+		fi
+	done
+	[ "$ready" = 1 ] || die "heraldd did not answer a ping within 15 s"
+}
+
+# stop_heraldd: stop the running heraldd (policy restarts it with another
+# configuration on the same ports).
+stop_heraldd() {
+	if [ -n "$HERALDD_PID" ]; then
+		stop_pid "$HERALDD_PID"
 	fi
-done
-[ "$ready" = 1 ] || die "heraldd did not answer a ping within 15 s"
-log "heraldd pid $HERALDD_PID on $ENDPOINT; config:"
+	HERALDD_PID=
+}
+
+write_heraldd_conf "$TMP/heraldd.conf"
+# policy starts heraldd itself, once per configuration it compares.
+if [ "$MODE" != policy ]; then
+	start_heraldd "$TMP/heraldd.conf"
+	log "heraldd pid $HERALDD_PID on $ENDPOINT; config:"
+else
+	log "heraldd on $ENDPOINT, restarted for every run; config:"
+fi
 "$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null | grep -E '^[[:space:]]*(batch_max_messages|batch_max_wait_ms|max_pending|connections) =' |
 	sed 's/^[[:space:]]*/#   /' || true
-if [ "$MODE" != intake ]; then
+if [ -n "$MODE_CONF" ]; then
 	"$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null |
 		sed -n '/^dispatch = {/,/^};/p' | grep -E '^[[:space:]]*(window|claim_batch|poll_ms|outcome_batch_max|rate_limits) =' |
 		sed 's/^[[:space:]]*/#   dispatch./' || true
@@ -590,6 +680,169 @@ echo "RESULT intake herald=$PEAK anchor=$ANCHOR ratio=$RATIO p99_ms=$HALF_P99"
 exit "$status"
 }
 
+# policy_probe LIST: one message carrying the last term of LIST (a list
+# file of the reject rule prohibited-content) must be refused with code
+# policy by the running heraldd: proof that it checks the lists, not only
+# loads them. The refused message stores nothing.
+policy_probe() {
+	local term out rc=0
+	term=$(tail -n 1 "$1")
+	printf 'Policy probe\tThis text carries %s on purpose.\n' "$term" >"$TMP/probe.tsv"
+	out=$("$BENCH" intake --endpoint "$ENDPOINT" --messages 1 --text-file "$TMP/probe.tsv" 2>&1) || rc=$?
+	if [ "$rc" -ne 1 ] || ! grep -q 'first problem: code=policy ' <<<"$out"; then
+		printf '# %s\n' "${out//$'\n'/$'\n'# }"
+		die "probe: a message with the prohibited term \"$term\" was not refused (exit $rc)"
+	fi
+	log "probe: refused as it must be: $(sed -n 's/^herald-bench: first problem: //p' <<<"$out")"
+}
+
+mode_policy() {
+# ---- 1. evaluations on one core ----------------------------------------------
+
+local pdir=$TMP/policy
+log "evaluation: herald-policy-bench, lists prohibited,sensitive,civility of $POLICY_TERMS terms," \
+	"$POLICY_SECONDS s on one CPU"
+local eval_line rc=0
+eval_line=$("$POLICY_BENCH" --write-config "$pdir" --terms "$POLICY_TERMS" --seconds "$POLICY_SECONDS" \
+	--write-texts "$pdir/texts.tsv" 2>"$TMP/policy-bench.err") || rc=$?
+if [ -s "$TMP/policy-bench.err" ]; then
+	sed 's/^/# /' "$TMP/policy-bench.err"
+fi
+if [ "$rc" -ne 0 ] || [ -z "$eval_line" ]; then
+	die "herald-policy-bench failed (exit $rc): the policy evaluated a message wrongly or did not load"
+fi
+echo "$eval_line"
+local evals terms
+evals=$(field evals_per_s "$eval_line")
+terms=$(field terms "$eval_line")
+
+# ---- 2. intake with and without the policy -----------------------------------
+
+write_heraldd_conf "$pdir/heraldd-on.conf" "$(cat "$pdir/policy.conf")"
+write_heraldd_conf "$pdir/heraldd-off.conf" 'policy = { enabled = false; };'
+local window order=() r
+window=$(window_for "$POLICY_CONCURRENCY")
+for r in $(seq 1 "$POLICY_ROUNDS"); do
+	if [ $((r % 2)) -eq 1 ]; then
+		order+=(on off)
+	else
+		order+=(off on)
+	fi
+done
+log "intake: ${order[*]}; each after a heraldd restart and $POLICY_WARMUP unreported messages:" \
+	"closed loop, concurrency $POLICY_CONCURRENCY, window $window, $POLICY_MESSAGES messages," \
+	"texts $(field text_avg_bytes "$eval_line") bytes on average"
+local v n=0 t0 t1 h0 h1 us started want rate on_sum=0 off_sum=0 on_us=0 off_us=0 on_n=0 off_n=0
+local run_lines=() probed=0
+for v in "${order[@]}"; do
+	n=$((n + 1))
+	stop_heraldd
+	t0=$(date +%s.%N)
+	start_heraldd "$pdir/heraldd-$v.conf"
+	t1=$(date +%s.%N)
+	started=$(grep -o 'policy=[a-z]* policy_rules=[0-9]* policy_terms=[0-9]*' "$TMP/heraldd.log" | tail -n 1)
+	# The run must measure what it says: the whole policy, or none.
+	want="policy=off"
+	[ "$v" = off ] || want="policy=on policy_rules=[0-9]* policy_terms=$terms"
+	[[ "$started" =~ ^$want ]] || die "run $n ($v): heraldd started with '$started', expected '$want'"
+	log "run $n: policy $v: heraldd pid $HERALDD_PID ($started), answering after" \
+		"$(printf '%.2f' "$(calc "$t1 - $t0")") s"
+	if [ "$v" = on ] && [ "$probed" = 0 ]; then
+		policy_probe "$pdir/prohibited.txt"
+		probed=1
+	fi
+	run_bench "warm-$v" --concurrency "$POLICY_CONCURRENCY" --window "$window" \
+		--messages "$POLICY_WARMUP" --text-file "$pdir/texts.tsv" >/dev/null
+	h0=$(proc_ticks "$HERALDD_PID")
+	run_bench "$v" --concurrency "$POLICY_CONCURRENCY" --window "$window" --messages "$POLICY_MESSAGES" \
+		--text-file "$pdir/texts.tsv"
+	h1=$(proc_ticks "$HERALDD_PID")
+	rate=$(field acks_per_s "$LAST_LINE")
+	# heraldd's CPU per message does not depend on what else runs on the
+	# machine, unlike acks/s: the cross-check of the policy's cost.
+	us=$(calc "1000000 * ($h1 - $h0) / $CLK_TCK / $(field acks "$LAST_LINE")")
+	run_lines+=("run $n policy $v: $rate acks/s, heraldd $(printf '%.1f' "$us") us CPU per message")
+	if [ "$v" = on ]; then
+		on_sum=$((on_sum + rate))
+		on_us=$(calc "$on_us + $us")
+		on_n=$((on_n + 1))
+	else
+		off_sum=$((off_sum + rate))
+		off_us=$(calc "$off_us + $us")
+		off_n=$((off_n + 1))
+	fi
+done
+
+# ---- 3. correctness ------------------------------------------------------------
+
+local msg_rows found_rows=0 has_findings row_bytes
+msg_rows=$(sql "SELECT count(*) FROM herald.messages")
+row_bytes=$(sql "SELECT round(avg(pg_column_size(m.*))) FROM (SELECT * FROM herald.messages
+	ORDER BY id DESC LIMIT 1000) m")
+has_findings=$(sql "SELECT count(*) FROM information_schema.columns
+	WHERE table_schema = 'herald' AND table_name = 'messages' AND column_name = 'findings'")
+if [ "$has_findings" -eq 1 ]; then
+	found_rows=$(sql "SELECT count(*) FROM herald.messages WHERE findings <> '[]'::jsonb")
+fi
+
+# ---- report --------------------------------------------------------------------
+
+echo
+printf '%-10s %5s %6s %7s %9s %8s %8s %8s %6s %6s %8s %8s %6s %6s %6s\n' \
+	run conc window msgs acks/s p50_ms p99_ms max_ms batch errors heraldd postgres bench other wall_s
+local row
+for row in "${ROWS[@]}"; do
+	echo "$row"
+done
+echo "(on = heraldd with the policy of $terms terms, off = policy = { enabled = false; };"
+echo " CPU columns: % of one core over the run, of $(nproc) cores; batch = messages per COMMIT)"
+echo
+local on_mean off_mean ratio
+on_mean=$(calc "$on_sum / $on_n")
+off_mean=$(calc "$off_sum / $off_n")
+ratio=$(printf '%.2f' "$(calc "$on_mean / $off_mean")")
+echo "evaluation:  $evals evaluations/s per core ($(field ns_per_eval "$eval_line") ns each," \
+	"$(field mb_per_s "$eval_line") MB/s, $(field avg_bytes "$eval_line")-byte messages," \
+	"$(field findings_pct "$eval_line")% with findings), pinned to CPU $(field cpu "$eval_line")"
+echo "             $terms terms compiled in $(field load_ms "$eval_line") ms (read, fold, Hyperscan)," \
+	"$(field rules "$eval_line") rules; $(field wall_evals_per_s "$eval_line") evaluations/s of wall time"
+for row in "${run_lines[@]}"; do
+	echo "$row"
+done
+echo "intake:      with policy $(printf '%.0f' "$on_mean") acks/s, without $(printf '%.0f' "$off_mean")" \
+	"acks/s (means of $on_n runs each): ratio $ratio"
+on_us=$(calc "$on_us / $on_n")
+off_us=$(calc "$off_us / $off_n")
+echo "heraldd CPU: $(printf '%.1f' "$on_us") us per message with policy, $(printf '%.1f' "$off_us") without:" \
+	"the policy adds $(printf '%.1f' "$(calc "$on_us - $off_us")") us" \
+	"(herald-policy-bench: $(printf '%.1f' "$(calc "$(field ns_per_eval "$eval_line") / 1000")") us per evaluation)"
+echo "rows:        herald.messages=$msg_rows (avg $row_bytes bytes) acks_counted=$TOTAL_ACKS" \
+	"with_findings=$found_rows"
+verdict() { # CONDITION
+	awk "BEGIN { print (($1) ? \"met\" : \"NOT met\") }"
+}
+echo "target:      evals/s >= 100000 per core -> $evals ($(verdict "$evals >= 100000"))"
+echo "target:      intake_ratio >= 0.9        -> $ratio ($(verdict "$ratio >= 0.9"))"
+
+local status=0
+if [ "$msg_rows" -ne "$TOTAL_ACKS" ]; then
+	echo "correctness: FAILED: $msg_rows rows in herald.messages but $TOTAL_ACKS ACKs"
+	status=1
+elif [ "$found_rows" -ne 0 ]; then
+	echo "correctness: FAILED: $found_rows stored messages have policy findings (the texts must be clean)"
+	status=1
+else
+	echo "correctness: ok: rows in herald.messages == ACKs counted ($TOTAL_ACKS), none with findings"
+fi
+if [ "$RUN_FAILED" -ne 0 ]; then
+	echo "errors:      some herald-bench run reported errors (see above)"
+	status=1
+fi
+[ "$status" -ne 0 ] || ok=1
+echo "RESULT policy evals_per_s=$evals intake_ratio=$ratio"
+exit "$status"
+}
+
 . "$REPO/bench/e2e.sh"
 . "$REPO/bench/approval.sh"
 
@@ -598,4 +851,5 @@ intake) mode_intake ;;
 email) mode_email ;;
 im) mode_im ;;
 approval) mode_approval ;;
+policy) mode_policy ;;
 esac
