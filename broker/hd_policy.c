@@ -792,6 +792,7 @@ int hd_policy_load(const char *path, hd_policy_t **out, char *err, size_t errlen
 	hd_policy_t *self = hd_calloc(1, sizeof(*self));
 	self->enabled = true;
 	hd_policy_loader_t ld = {self, NULL, err, errlen};
+	hd_fold_init();  /* at start-up, not in the first submission */
 	*out = NULL;
 
 	config_t lc;

@@ -4,6 +4,7 @@
  */
 #include "hd_fold.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,6 +20,20 @@
 static const utf8proc_option_t hd_fold_options =
 	UTF8PROC_COMPAT | UTF8PROC_DECOMPOSE | UTF8PROC_CASEFOLD | UTF8PROC_IGNORE |
 	UTF8PROC_STRIPMARK;
+
+/*
+ * The fold of every Basic Multilingual Plane code point, computed once
+ * with utf8proc: the one code point it folds to (white space as ' '),
+ * HD_FOLD_DROP when it folds to nothing (ignorable, combining mark), or
+ * HD_FOLD_SLOW when it decomposes into several code points. Folding is
+ * then a table look-up per character for nearly all real text.
+ */
+#define HD_FOLD_DROP 0xfffffffeu
+#define HD_FOLD_SLOW 0xffffffffu
+#define HD_FOLD_BMP  0x10000u
+
+static uint32_t *hd_fold_bmp;
+static pthread_once_t hd_fold_bmp_once = PTHREAD_ONCE_INIT;
 
 static void hd_fold_reserve(hd_fold_buf_t *out, size_t more)
 {
@@ -42,60 +57,156 @@ static bool hd_fold_is_space(utf8proc_int32_t cp)
 	       cat == UTF8PROC_CATEGORY_ZP || cp == 0x85;
 }
 
-/* Appends one folded code point; pending_space carries a white-space run. */
-static void hd_fold_put(hd_fold_buf_t *out, utf8proc_int32_t cp, bool *pending_space)
+static void hd_fold_build_bmp(void)
 {
-	if (hd_fold_is_space(cp)) {
-		*pending_space = out->len > 0;
-		return;
-	}
-	if (*pending_space) {
-		out->data[out->len++] = ' ';
-		*pending_space = false;
-	}
-	out->len += (size_t)utf8proc_encode_char(cp, (utf8proc_uint8_t *)out->data + out->len);
-}
-
-int hd_fold(hd_fold_buf_t *out, const char *text, size_t len)
-{
-	const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)text;
-	size_t i = 0;
-	bool pending_space = false;
-
-	out->len = 0;
-	/* Worst case per input byte: a 4-byte sequence becomes 18 code points
-	 * of 4 bytes, i.e. 18 bytes out per input byte, plus a space. */
-	hd_fold_reserve(out, len + 1);
-	while (i < len) {
-		uint8_t c = p[i];
-		if (c < 0x80) {
-			hd_fold_reserve(out, 2);
-			if (c >= 'A' && c <= 'Z')
-				c = (uint8_t)(c + ('a' - 'A'));
-			hd_fold_put(out, c, &pending_space);
-			i++;
-			continue;
-		}
-		utf8proc_int32_t cp;
-		utf8proc_ssize_t n = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &cp);
-		if (n <= 0 || cp < 0)
-			goto invalid;
-		i += (size_t)n;
-		if (cp >= 0x4e00 && cp <= 0x9fff) {
-			/* CJK Unified Ideographs: no decomposition, no case. */
-			hd_fold_reserve(out, 5);
-			hd_fold_put(out, cp, &pending_space);
+	uint32_t *t = hd_malloc(HD_FOLD_BMP * sizeof(*t));
+	for (utf8proc_int32_t cp = 0; cp < (utf8proc_int32_t)HD_FOLD_BMP; cp++) {
+		if (cp >= 0xd800 && cp <= 0xdfff) {
+			t[cp] = HD_FOLD_SLOW;  /* never reached: not valid UTF-8 */
 			continue;
 		}
 		utf8proc_int32_t dec[HD_FOLD_MAX_DECOMPOSITION];
 		int boundclass = UTF8PROC_BOUNDCLASS_START;
 		utf8proc_ssize_t m = utf8proc_decompose_char(cp, dec, HD_FOLD_MAX_DECOMPOSITION,
 							     hd_fold_options, &boundclass);
-		if (m < 0 || m > HD_FOLD_MAX_DECOMPOSITION)
+		if (m == 0)
+			t[cp] = HD_FOLD_DROP;
+		else if (m == 1)
+			t[cp] = hd_fold_is_space(dec[0]) ? ' ' : (uint32_t)dec[0];
+		else
+			t[cp] = HD_FOLD_SLOW;
+	}
+	hd_fold_bmp = t;
+}
+
+/* Append one folded code point that is known not to be white space. */
+static inline void hd_fold_emit(hd_fold_buf_t *out, uint32_t cp, bool *pending_space)
+{
+	if (*pending_space) {
+		out->data[out->len++] = ' ';
+		*pending_space = false;
+	}
+	unsigned char *d = (unsigned char *)out->data + out->len;
+	if (cp < 0x80) {
+		d[0] = (unsigned char)cp;
+		out->len += 1;
+	} else if (cp < 0x800) {
+		d[0] = (unsigned char)(0xc0 | (cp >> 6));
+		d[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		out->len += 2;
+	} else if (cp < 0x10000) {
+		d[0] = (unsigned char)(0xe0 | (cp >> 12));
+		d[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		d[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		out->len += 3;
+	} else {
+		d[0] = (unsigned char)(0xf0 | (cp >> 18));
+		d[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+		d[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		d[3] = (unsigned char)(0x80 | (cp & 0x3f));
+		out->len += 4;
+	}
+}
+
+/* Appends one folded code point of any kind; a space starts a pending run. */
+static void hd_fold_put(hd_fold_buf_t *out, utf8proc_int32_t cp, bool *pending_space)
+{
+	if (hd_fold_is_space(cp))
+		*pending_space = out->len > 0;
+	else
+		hd_fold_emit(out, (uint32_t)cp, pending_space);
+}
+
+/*
+ * Decode one UTF-8 sequence of a lead byte >= 0x80 at p (n bytes left):
+ * its length, or 0 when invalid (overlong, surrogate, beyond U+10FFFF,
+ * truncated).
+ */
+static inline size_t hd_fold_decode(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	unsigned char c = p[0];
+	if (c >= 0xc2 && c <= 0xdf) {
+		if (n < 2 || (p[1] & 0xc0) != 0x80)
+			return 0;
+		*cp = (uint32_t)(c & 0x1f) << 6 | (p[1] & 0x3f);
+		return 2;
+	}
+	if (c >= 0xe0 && c <= 0xef) {
+		if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		uint32_t v = (uint32_t)(c & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+		if (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))
+			return 0;
+		*cp = v;
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+			return 0;
+		uint32_t v = (uint32_t)(c & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 |
+			     (uint32_t)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+		if (v < 0x10000 || v > 0x10ffff)
+			return 0;
+		*cp = v;
+		return 4;
+	}
+	return 0;
+}
+
+void hd_fold_init(void)
+{
+	pthread_once(&hd_fold_bmp_once, hd_fold_build_bmp);
+}
+
+int hd_fold(hd_fold_buf_t *out, const char *text, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	size_t i = 0;
+	bool pending_space = false;
+
+	hd_fold_init();
+	out->len = 0;
+	/* One input byte gives at most 4 output bytes through the table (a
+	 * 1-byte sequence folds to 1, 2 bytes to at most 3, 3 to at most 4);
+	 * the slow path reserves its own. */
+	hd_fold_reserve(out, 4 * len + 1);
+	while (i < len) {
+		unsigned char c = p[i];
+		if (c < 0x80) {
+			if (c >= 'A' && c <= 'Z')
+				c = (unsigned char)(c + ('a' - 'A'));
+			if (c == ' ' || (c >= 0x09 && c <= 0x0d))
+				pending_space = out->len > 0;
+			else
+				hd_fold_emit(out, c, &pending_space);
+			i++;
+			continue;
+		}
+		uint32_t cp;
+		size_t n = hd_fold_decode(p + i, len - i, &cp);
+		if (n == 0)
 			goto invalid;
-		hd_fold_reserve(out, (size_t)m * 4 + 1);
-		for (utf8proc_ssize_t k = 0; k < m; k++)
-			hd_fold_put(out, dec[k], &pending_space);
+		i += n;
+		uint32_t f = cp < HD_FOLD_BMP ? hd_fold_bmp[cp] : HD_FOLD_SLOW;
+		if (f == ' ') {
+			pending_space = out->len > 0;
+		} else if (f == HD_FOLD_DROP) {
+			continue;
+		} else if (f != HD_FOLD_SLOW) {
+			hd_fold_emit(out, f, &pending_space);
+		} else {
+			utf8proc_int32_t dec[HD_FOLD_MAX_DECOMPOSITION];
+			int boundclass = UTF8PROC_BOUNDCLASS_START;
+			utf8proc_ssize_t m = utf8proc_decompose_char((utf8proc_int32_t)cp, dec,
+								     HD_FOLD_MAX_DECOMPOSITION,
+								     hd_fold_options, &boundclass);
+			if (m < 0 || m > HD_FOLD_MAX_DECOMPOSITION)
+				goto invalid;
+			/* Room for these, and still 4 bytes for each byte left. */
+			hd_fold_reserve(out, (size_t)m * 5 + 4 * (len - i) + 1);
+			for (utf8proc_ssize_t k = 0; k < m; k++)
+				hd_fold_put(out, dec[k], &pending_space);
+		}
 	}
 	out->data[out->len] = '\0';
 	return HD_OK;

@@ -16,10 +16,11 @@
  *	  - combining marks removed (salári → salari);
  *	  - every run of white space (any Unicode space, tab, newline) made
  *	    one ASCII space, and none at the ends.
- *	ASCII and the CJK Unified Ideographs block, which fold to
- *	themselves (apart from ASCII case), take a fast path; everything
- *	else goes through utf8proc one code point at a time.
- *	Pure: no I/O, no logging.
+ *	The fold of every Basic Multilingual Plane character is computed
+ *	once with utf8proc into a 256 KB table (hd_fold_init, or the first
+ *	hd_fold), so folding is one look-up per character; characters that
+ *	decompose into several, and those beyond the BMP, go through
+ *	utf8proc at run time. Pure apart from that table: no I/O, no logging.
  * OWNERSHIP
  *	The caller owns the buffer; hd_fold grows it as needed and
  *	hd_fold_buf_release frees it.
@@ -35,6 +36,9 @@ typedef struct hd_fold_buf {
 	size_t len;   /* bytes, without the NUL */
 	size_t cap;
 } hd_fold_buf_t;
+
+/* Build the look-up table now (thread-safe, once); hd_fold calls it too. */
+void hd_fold_init(void);
 
 /*
  * Fold len bytes of UTF-8 text into out (replacing its contents).
