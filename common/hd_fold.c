@@ -79,42 +79,34 @@ static void hd_fold_build_bmp(void)
 	hd_fold_bmp = t;
 }
 
-/* Append one folded code point that is known not to be white space. */
-static inline void hd_fold_emit(hd_fold_buf_t *out, uint32_t cp, bool *pending_space)
+/*
+ * A code point that decomposes into several (or lies beyond the BMP):
+ * fold it with utf8proc and append, keeping room for 4 bytes for each of
+ * the left input bytes after it.
+ */
+static int hd_fold_slow(hd_fold_buf_t *out, uint32_t cp, size_t left, bool *pending_space)
 {
-	if (*pending_space) {
-		out->data[out->len++] = ' ';
-		*pending_space = false;
+	utf8proc_int32_t dec[HD_FOLD_MAX_DECOMPOSITION];
+	int boundclass = UTF8PROC_BOUNDCLASS_START;
+	utf8proc_ssize_t m = utf8proc_decompose_char((utf8proc_int32_t)cp, dec,
+						     HD_FOLD_MAX_DECOMPOSITION, hd_fold_options,
+						     &boundclass);
+	if (m < 0 || m > HD_FOLD_MAX_DECOMPOSITION)
+		return HD_E_INVALID;
+	hd_fold_reserve(out, (size_t)m * 5 + 4 * left + 1);
+	for (utf8proc_ssize_t k = 0; k < m; k++) {
+		if (hd_fold_is_space(dec[k])) {
+			*pending_space = out->len > 0;
+			continue;
+		}
+		if (*pending_space) {
+			out->data[out->len++] = ' ';
+			*pending_space = false;
+		}
+		out->len += (size_t)utf8proc_encode_char(dec[k],
+							 (utf8proc_uint8_t *)out->data + out->len);
 	}
-	unsigned char *d = (unsigned char *)out->data + out->len;
-	if (cp < 0x80) {
-		d[0] = (unsigned char)cp;
-		out->len += 1;
-	} else if (cp < 0x800) {
-		d[0] = (unsigned char)(0xc0 | (cp >> 6));
-		d[1] = (unsigned char)(0x80 | (cp & 0x3f));
-		out->len += 2;
-	} else if (cp < 0x10000) {
-		d[0] = (unsigned char)(0xe0 | (cp >> 12));
-		d[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		d[2] = (unsigned char)(0x80 | (cp & 0x3f));
-		out->len += 3;
-	} else {
-		d[0] = (unsigned char)(0xf0 | (cp >> 18));
-		d[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-		d[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		d[3] = (unsigned char)(0x80 | (cp & 0x3f));
-		out->len += 4;
-	}
-}
-
-/* Appends one folded code point of any kind; a space starts a pending run. */
-static void hd_fold_put(hd_fold_buf_t *out, utf8proc_int32_t cp, bool *pending_space)
-{
-	if (hd_fold_is_space(cp))
-		*pending_space = out->len > 0;
-	else
-		hd_fold_emit(out, (uint32_t)cp, pending_space);
+	return HD_OK;
 }
 
 /*
@@ -158,6 +150,31 @@ void hd_fold_init(void)
 	pthread_once(&hd_fold_bmp_once, hd_fold_build_bmp);
 }
 
+/* Encode cp at d (room for 4 bytes); returns the bytes written. */
+static inline size_t hd_fold_encode(unsigned char *d, uint32_t cp)
+{
+	if (cp < 0x80) {
+		d[0] = (unsigned char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		d[0] = (unsigned char)(0xc0 | (cp >> 6));
+		d[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		d[0] = (unsigned char)(0xe0 | (cp >> 12));
+		d[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		d[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	d[0] = (unsigned char)(0xf0 | (cp >> 18));
+	d[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+	d[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+	d[3] = (unsigned char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
 int hd_fold(hd_fold_buf_t *out, const char *text, size_t len)
 {
 	const unsigned char *p = (const unsigned char *)text;
@@ -167,48 +184,48 @@ int hd_fold(hd_fold_buf_t *out, const char *text, size_t len)
 	hd_fold_init();
 	out->len = 0;
 	/* One input byte gives at most 4 output bytes through the table (a
-	 * 1-byte sequence folds to 1, 2 bytes to at most 3, 3 to at most 4);
-	 * the slow path reserves its own. */
+	 * 1-byte sequence folds to 1, 2 bytes to at most 3, 3 to at most 4,
+	 * a pending space is paid for by the white space that made it); the
+	 * slow path reserves its own. */
 	hd_fold_reserve(out, 4 * len + 1);
+	/* Locals, not out->data / out->len: byte stores through a char
+	 * pointer would make the compiler reload them at every byte. */
+	unsigned char *d = (unsigned char *)out->data;
+	size_t o = 0;
 	while (i < len) {
-		unsigned char c = p[i];
+		uint32_t c = p[i];
+		uint32_t f;
 		if (c < 0x80) {
-			if (c >= 'A' && c <= 'Z')
-				c = (unsigned char)(c + ('a' - 'A'));
-			if (c == ' ' || (c >= 0x09 && c <= 0x0d))
-				pending_space = out->len > 0;
-			else
-				hd_fold_emit(out, c, &pending_space);
+			f = hd_fold_bmp[c];
 			i++;
-			continue;
-		}
-		uint32_t cp;
-		size_t n = hd_fold_decode(p + i, len - i, &cp);
-		if (n == 0)
-			goto invalid;
-		i += n;
-		uint32_t f = cp < HD_FOLD_BMP ? hd_fold_bmp[cp] : HD_FOLD_SLOW;
-		if (f == ' ') {
-			pending_space = out->len > 0;
-		} else if (f == HD_FOLD_DROP) {
-			continue;
-		} else if (f != HD_FOLD_SLOW) {
-			hd_fold_emit(out, f, &pending_space);
 		} else {
-			utf8proc_int32_t dec[HD_FOLD_MAX_DECOMPOSITION];
-			int boundclass = UTF8PROC_BOUNDCLASS_START;
-			utf8proc_ssize_t m = utf8proc_decompose_char((utf8proc_int32_t)cp, dec,
-								     HD_FOLD_MAX_DECOMPOSITION,
-								     hd_fold_options, &boundclass);
-			if (m < 0 || m > HD_FOLD_MAX_DECOMPOSITION)
+			uint32_t cp;
+			size_t n = hd_fold_decode(p + i, len - i, &cp);
+			if (n == 0)
 				goto invalid;
-			/* Room for these, and still 4 bytes for each byte left. */
-			hd_fold_reserve(out, (size_t)m * 5 + 4 * (len - i) + 1);
-			for (utf8proc_ssize_t k = 0; k < m; k++)
-				hd_fold_put(out, dec[k], &pending_space);
+			i += n;
+			f = cp < HD_FOLD_BMP ? hd_fold_bmp[cp] : HD_FOLD_SLOW;
+			if (f == HD_FOLD_SLOW) {
+				out->len = o;
+				if (hd_fold_slow(out, cp, len - i, &pending_space) != HD_OK)
+					goto invalid;
+				d = (unsigned char *)out->data;
+				o = out->len;
+				continue;
+			}
+		}
+		if (f == ' ') {
+			pending_space = o > 0;
+		} else if (f != HD_FOLD_DROP) {
+			if (pending_space) {
+				d[o++] = ' ';
+				pending_space = false;
+			}
+			o += hd_fold_encode(d + o, f);
 		}
 	}
-	out->data[out->len] = '\0';
+	d[o] = '\0';
+	out->len = o;
 	return HD_OK;
 invalid:
 	out->len = 0;
