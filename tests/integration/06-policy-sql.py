@@ -34,14 +34,11 @@ DESCRIPTION
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from pgtest import PrivatePostgres  # noqa: E402
+from pgtest import run_suite  # noqa: E402
 
 BUILD_DIR = os.environ.get("HERALD_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -778,45 +775,11 @@ TESTS = [
 ]
 
 
-def main():
-    global pg
-    if not os.access(HERALDCTL, os.X_OK):
-        print("missing %s (build first)" % HERALDCTL)
-        print("0 passed, 1 failed")
-        return 1
-    tmp = tempfile.mkdtemp(prefix="herald-06-")
-    os.chmod(tmp, 0o755)
-    pg = PrivatePostgres(os.path.join(tmp, "pg"))
-    passed = failed = 0
-    try:
-        pg.start()
-        pg.sql("CREATE DATABASE %s" % DB)
-        for t in TESTS:
-            try:
-                t()
-                passed += 1
-                print("ok   %s" % t.__name__, flush=True)
-            except Exception:  # noqa: BLE001
-                failed += 1
-                print("FAIL %s" % t.__name__, flush=True)
-                traceback.print_exc()
-                if t is TESTS[0]:
-                    break  # nothing else can run without the schema
-    except Exception:  # noqa: BLE001
-        failed += 1
-        traceback.print_exc()
-    finally:
-        try:
-            pg.stop()
-        except Exception:  # noqa: BLE001
-            traceback.print_exc()
-        if failed == 0 or not os.environ.get("HERALD_KEEP_TMP"):
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            print("kept %s" % tmp)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+def start(cluster, tmpdir):
+    global pg, tmp
+    pg, tmp = cluster, tmpdir
+    pg.sql("CREATE DATABASE %s" % DB)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_suite("06", TESTS, start, needs=[HERALDCTL]))

@@ -5,7 +5,8 @@ NAME
 DESCRIPTION
     PrivatePostgres wraps deploy/pg-local.sh: start() creates and starts a
     cluster under a temporary directory on a free loopback port, stop()
-    shuts it down, sql() runs SQL through psql and returns the rows. It
+    shuts it down, sql() runs SQL through psql and returns the rows.
+    run_suite() runs a SQL-level test file's functions against one. It
     owns nothing but that cluster; the test harness (herald_harness.py)
     builds heraldd and friends on top of it.
 
@@ -17,10 +18,12 @@ DESCRIPTION
     file. Uses only the standard library (no psycopg on the test machines).
 """
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import traceback
 
 PGBIN = os.environ.get("HERALD_PGBIN", "/usr/lib/postgresql/15/bin")
 PSQL = os.path.join(PGBIN, "psql")
@@ -195,3 +198,52 @@ class PrivatePostgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+
+def run_suite(name, tests, on_start, needs=(), first_is_setup=True):
+    """Run test functions against one private PostgreSQL cluster.
+
+    on_start(pg, tmp) runs once the cluster is up: it keeps the cluster
+    (and the temp directory) where the tests find them and creates what
+    they share. When first_is_setup, a failing first test (the one that
+    builds the schema) stops the rest. Every binary in needs must exist.
+    Prints one line per test and "N passed, M failed"; returns the exit
+    status. The directory is removed unless something failed and
+    HERALD_KEEP_TMP is set."""
+    for path in needs:
+        if not os.access(path, os.X_OK):
+            print("missing %s (build first)" % path)
+            print("0 passed, 1 failed")
+            return 1
+    tmp = tempfile.mkdtemp(prefix="herald-%s-" % name)
+    os.chmod(tmp, 0o755)
+    pg = PrivatePostgres(os.path.join(tmp, "pg"))
+    passed = failed = 0
+    try:
+        pg.start()
+        on_start(pg, tmp)
+        for t in tests:
+            try:
+                t()
+                passed += 1
+                print("ok   %s" % t.__name__, flush=True)
+            except Exception:  # noqa: BLE001 - report every failure the same way
+                failed += 1
+                print("FAIL %s" % t.__name__, flush=True)
+                traceback.print_exc()
+                if first_is_setup and t is tests[0]:
+                    break  # nothing else can run without the schema
+    except Exception:  # noqa: BLE001
+        failed += 1
+        traceback.print_exc()
+    finally:
+        try:
+            pg.stop()
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
+        if failed == 0 or not os.environ.get("HERALD_KEEP_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print("kept %s" % tmp)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
