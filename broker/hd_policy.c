@@ -170,6 +170,10 @@ typedef struct hd_policy_list {
 	char **terms;       /* folded */
 	size_t *lens;
 	size_t count;
+	/* Each term without leading and trailing spaces and punctuation
+	 * (term + trim_start, up to trim_end), for whole-subject compares. */
+	size_t *trim_start;
+	size_t *trim_end;
 } hd_policy_list_t;
 
 typedef struct hd_policy_rule {
@@ -244,8 +248,12 @@ static void hd_policy_list_clear(hd_policy_list_t *l)
 		free(l->terms[i]);
 	free(l->terms);
 	free(l->lens);
+	free(l->trim_start);
+	free(l->trim_end);
 	l->terms = NULL;
 	l->lens = NULL;
+	l->trim_start = NULL;
+	l->trim_end = NULL;
 	l->count = 0;
 }
 
@@ -715,6 +723,37 @@ static int hd_policy_validate(hd_policy_loader_t *ld)
 	return HD_OK;
 }
 
+/* Trim spaces and punctuation from both ends of folded text. */
+static void hd_policy_trim_punct(const char *s, size_t len, size_t *start, size_t *end)
+{
+	const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
+	size_t a = 0, b = len;
+	while (a < b) {
+		utf8proc_int32_t cp;
+		utf8proc_ssize_t n = utf8proc_iterate(p + a, (utf8proc_ssize_t)(b - a), &cp);
+		if (n <= 0)
+			break;
+		utf8proc_category_t c = utf8proc_category(cp);
+		if (cp != ' ' && (c < UTF8PROC_CATEGORY_PC || c > UTF8PROC_CATEGORY_SO))
+			break;
+		a += (size_t)n;
+	}
+	while (b > a) {
+		size_t k = b - 1;
+		while (k > a && (p[k] & 0xc0) == 0x80)
+			k--;
+		utf8proc_int32_t cp;
+		if (utf8proc_iterate(p + k, (utf8proc_ssize_t)(b - k), &cp) <= 0)
+			break;
+		utf8proc_category_t c = utf8proc_category(cp);
+		if (cp != ' ' && (c < UTF8PROC_CATEGORY_PC || c > UTF8PROC_CATEGORY_SO))
+			break;
+		b = k;
+	}
+	*start = a;
+	*end = b;
+}
+
 /* Compile the lists that enabled terms rules use; index the rest. */
 static int hd_policy_compile(hd_policy_loader_t *ld)
 {
@@ -740,9 +779,16 @@ static int hd_policy_compile(hd_policy_loader_t *ld)
 			used |= UINT64_C(1) << r->list;
 	}
 	size_t total = 0;
-	for (size_t l = 0; l < self->list_count; l++)
+	for (size_t l = 0; l < self->list_count; l++) {
+		hd_policy_list_t *list = &self->lists[l];
+		list->trim_start = hd_calloc(list->count ? list->count : 1, sizeof(size_t));
+		list->trim_end = hd_calloc(list->count ? list->count : 1, sizeof(size_t));
+		for (size_t k = 0; k < list->count; k++)
+			hd_policy_trim_punct(list->terms[k], list->lens[k], &list->trim_start[k],
+					     &list->trim_end[k]);
 		if (used & (UINT64_C(1) << l))
-			total += self->lists[l].count;
+			total += list->count;
+	}
 	const char **terms = hd_calloc(total ? total : 1, sizeof(*terms));
 	size_t *lens = hd_calloc(total ? total : 1, sizeof(*lens));
 	unsigned *lists = hd_calloc(total ? total : 1, sizeof(*lists));
@@ -1018,37 +1064,6 @@ static size_t hd_policy_chars(const char *s)
 	return n;
 }
 
-/* Trim spaces and punctuation from both ends of folded text. */
-static void hd_policy_trim_punct(const char *s, size_t len, size_t *start, size_t *end)
-{
-	const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)s;
-	size_t a = 0, b = len;
-	while (a < b) {
-		utf8proc_int32_t cp;
-		utf8proc_ssize_t n = utf8proc_iterate(p + a, (utf8proc_ssize_t)(b - a), &cp);
-		if (n <= 0)
-			break;
-		utf8proc_category_t c = utf8proc_category(cp);
-		if (cp != ' ' && (c < UTF8PROC_CATEGORY_PC || c > UTF8PROC_CATEGORY_SO))
-			break;
-		a += (size_t)n;
-	}
-	while (b > a) {
-		size_t k = b - 1;
-		while (k > a && (p[k] & 0xc0) == 0x80)
-			k--;
-		utf8proc_int32_t cp;
-		if (utf8proc_iterate(p + k, (utf8proc_ssize_t)(b - k), &cp) <= 0)
-			break;
-		utf8proc_category_t c = utf8proc_category(cp);
-		if (cp != ' ' && (c < UTF8PROC_CATEGORY_PC || c > UTF8PROC_CATEGORY_SO))
-			break;
-		b = k;
-	}
-	*start = a;
-	*end = b;
-}
-
 static const char *const hd_policy_field_paths[] = {"msg.subject", "msg.body", "msg.html"};
 static const char *const hd_policy_field_names[] = {"subject", "body", "HTML body"};
 
@@ -1095,8 +1110,7 @@ static void hd_policy_check_meaningless(hd_policy_t *self, const hd_policy_rule_
 	hd_policy_trim_punct(self->fold[0].data, self->fold[0].len, &a, &b);
 	const hd_policy_list_t *l = &self->lists[r->list];
 	for (size_t i = 0; i < l->count; i++) {
-		size_t ta, tb;
-		hd_policy_trim_punct(l->terms[i], l->lens[i], &ta, &tb);
+		size_t ta = l->trim_start[i], tb = l->trim_end[i];
 		if (b - a == tb - ta && memcmp(self->fold[0].data + a, l->terms[i] + ta, b - a) == 0) {
 			hd_policy_report(v, r, "msg.subject", "the subject \"%s\" says nothing about "
 					 "the message: describe its purpose", msg->subject);
