@@ -164,8 +164,11 @@ void hd_intake_on_stored(void *arg, hd_store_item_t *item, const hd_store_result
 	reply.klass = result->klass;
 	snprintf(reply.state, sizeof(reply.state), "%s", result->state);
 	reply.duplicate = result->duplicate;
-	reply.findings = item->findings;   /* borrowed until the item is destroyed */
-	reply.finding_count = item->finding_count;
+	/* A duplicate answers for the stored message, not for this resend's
+	 * own verdict: no findings (PROTOCOL 1.5). Borrowed until the item
+	 * is destroyed. */
+	reply.findings = result->duplicate ? NULL : item->findings;
+	reply.finding_count = result->duplicate ? 0 : item->finding_count;
 	self->stats.accepted++;
 	if (result->duplicate)
 		self->stats.duplicates++;
@@ -342,8 +345,10 @@ static void hd_intake_handle_request(hd_intake_t *self, const unsigned char *rou
 	}
 	if (item->rejected)
 		self->stats.policy_rejected++;
-
-	if (hd_intake_seal_refused(self, item))
+	/* A refused message is never stored (its content does not even go to
+	 * the database), so only an accepted one needs sealing; a refused one
+	 * keeps its real reason and its violation. */
+	else if (hd_intake_seal_refused(self, item))
 		return;
 	rc = self->store ? hd_store_submit(self->store, item) : HD_E_UNAVAILABLE;
 	if (rc != HD_OK && item->rejected) {

@@ -35,10 +35,10 @@ typedef struct hd_match_scan_ctx {
 	hd_match_hits_t *hits;
 } hd_match_scan_ctx_t;
 
+/* Letters only: "counterfeit2024" and "counterfeit_goods" still contain the word. */
 static bool hd_match_is_word_byte(unsigned char c)
 {
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
 int hd_match_new(const char *const *terms, const size_t *lens, const unsigned *lists, size_t n,

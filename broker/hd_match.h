@@ -9,9 +9,10 @@
  *	Every term belongs to one list (0..63); a scan reports which lists
  *	matched and, per list, the first term that did.
  *	Terms and text are expected already folded (hd_fold). A term whose
- *	first or last byte is an ASCII letter or digit only matches on an
- *	ASCII word boundary at that end, so "ass" is not found in "class";
- *	CJK terms match anywhere.
+ *	first or last byte is an ASCII letter only matches where the text
+ *	has no ASCII letter next to that end, so "ass" is not found in
+ *	"class" while "counterfeit" is found in "counterfeit2024"; CJK terms
+ *	match anywhere.
  *	Pure: no I/O, no logging.
  * OWNERSHIP
  *	hd_match_t copies the terms. It keeps one Hyperscan scratch space,

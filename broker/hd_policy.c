@@ -3,7 +3,7 @@
  *	hd_policy - the sending policy, evaluated once per submission
  *	(see hd_policy.h)
  * LIMITS
- *	HD_POLICY_MAX_RULES rules, HD_MATCH_MAX_LISTS lists, terms of at most
+ *	HD_POLICY_MAX_RULES rules (hd_policy.h), HD_MATCH_MAX_LISTS lists, terms of at most
  *	HD_POLICY_MAX_TERM_BYTES bytes, list files of at most
  *	HD_POLICY_MAX_LIST_TERMS terms.
  */
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <utf8proc.h>
 
 #include "hd_config.h"
@@ -25,7 +26,6 @@
 #include "hd_mem.h"
 #include "hd_sms_segments.h"
 
-#define HD_POLICY_MAX_RULES      128u
 #define HD_POLICY_MAX_TERM_BYTES 256u
 #define HD_POLICY_MAX_LIST_TERMS 1000000u
 
@@ -215,6 +215,7 @@ struct hd_policy {
 	/* Scratch reused by every evaluation. */
 	hd_fold_buf_t fold[3];   /* subject, body, html */
 	hd_fold_buf_t fold_tmp;
+	hd_fold_buf_t html_text; /* the HTML body as text, before folding */
 };
 
 /* ---- loading ------------------------------------------------------------- */
@@ -297,14 +298,20 @@ static int hd_policy_read_list_file(hd_policy_loader_t *ld, hd_policy_list_t *l,
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return hd_policy_fail(ld, s, "list file %s: %s", path, strerror(errno));
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
+	/* A term is at most HD_POLICY_MAX_TERM_BYTES; with indentation, CR
+	 * and LF a line fits in twice that, and a longer one is refused
+	 * before anything is allocated for it. */
+	char line[2 * HD_POLICY_MAX_TERM_BYTES + 3];
 	int lineno = 0;
 	int rc = HD_OK;
-	while ((n = getline(&line, &cap, f)) >= 0) {
+	while (fgets(line, sizeof(line), f)) {
 		lineno++;
-		size_t len = (size_t)n;
+		size_t len = strlen(line);
+		if (len == sizeof(line) - 1 && line[len - 1] != '\n' && !feof(f)) {
+			rc = hd_policy_fail(ld, s, "%s line %d: longer than %u bytes", path, lineno,
+					    2 * HD_POLICY_MAX_TERM_BYTES);
+			break;
+		}
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			len--;
 		size_t start = 0;
@@ -317,7 +324,6 @@ static int hd_policy_read_list_file(hd_policy_loader_t *ld, hd_policy_list_t *l,
 		if ((rc = hd_policy_add_term(ld, l, line + start, len - start, s, where)) != HD_OK)
 			break;
 	}
-	free(line);
 	fclose(f);
 	return rc;
 }
@@ -894,6 +900,7 @@ void hd_policy_destroy(hd_policy_t **self_p)
 	for (int i = 0; i < 3; i++)
 		hd_fold_buf_release(&self->fold[i]);
 	hd_fold_buf_release(&self->fold_tmp);
+	hd_fold_buf_release(&self->html_text);
 	free(self);
 	*self_p = NULL;
 }
@@ -1017,8 +1024,13 @@ hd_policy_finding_t *hd_policy_verdict_add(hd_policy_verdict_t *verdict, const c
 					   hd_policy_severity_t severity, const char *field)
 {
 	if (verdict->count >= HD_POLICY_MAX_FINDINGS) {
+		/* Cannot happen with the policy's own rules (one finding each, the
+		 * array holds them all); if it does, a refusal must never be the
+		 * one lost: it takes the place of the last finding. */
 		verdict->dropped++;
-		return NULL;
+		if (action != HD_POLICY_REJECT || verdict->reject >= 0)
+			return NULL;
+		verdict->count--;
 	}
 	hd_policy_finding_t *f = &verdict->findings[verdict->count];
 	f->rule = rule;
@@ -1044,16 +1056,19 @@ static void hd_policy_report(hd_policy_verdict_t *v, const hd_policy_rule_t *r, 
 						       (hd_policy_severity_t)r->severity, field);
 	if (!f)
 		return;
+	/* The reason, cut (at a character boundary) to leave room for the
+	 * " (POLICY X)" suffix people and tests look for. */
+	char suffix[32];
+	snprintf(suffix, sizeof(suffix), " (POLICY %s)", r->clause);
+	size_t room = sizeof(f->reason) - strlen(suffix);
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(f->reason, sizeof(f->reason), fmt, ap);
+	int n = vsnprintf(f->reason, room, fmt, ap);
 	va_end(ap);
-	size_t len = n < 0 ? 0 : (size_t)n >= sizeof(f->reason) ? sizeof(f->reason) - 1 : (size_t)n;
-	snprintf(f->reason + len, sizeof(f->reason) - len, " (POLICY %s)", r->clause);
-	/* A cut reason must still be valid UTF-8: drop a split sequence. */
-	len = strlen(f->reason);
+	size_t len = n < 0 ? 0 : (size_t)n >= room ? room - 1 : (size_t)n;
 	while (len > 0 && !hd_msg_is_utf8(f->reason, len))
-		f->reason[--len] = '\0';
+		len--;
+	memcpy(f->reason + len, suffix, strlen(suffix) + 1);
 }
 
 static size_t hd_policy_chars(const char *s)
@@ -1151,6 +1166,10 @@ static void hd_policy_check_mentioned(hd_policy_t *self, const hd_policy_rule_t 
 			if (n > 0)
 				used = (size_t)n < sizeof(names) - used ? used + (size_t)n
 									: sizeof(names) - 1;
+			/* Cut at a character boundary, never inside one. */
+			while (used > 0 && ((unsigned char)names[used] & 0xc0) == 0x80)
+				used--;
+			names[used] = '\0';
 		}
 	}
 	if (missing > 0)
@@ -1206,11 +1225,16 @@ static void hd_policy_check(hd_policy_t *self, const hd_policy_rule_t *r, const 
 	case CHK_TERMS:
 		hd_policy_check_terms(self, r, hits, v);
 		break;
-	case CHK_SUBJECT_REQUIRED:
-		if (!msg->subject || self->fold[0].len == 0)
+	case CHK_SUBJECT_REQUIRED: {
+		size_t from = 0, to = 0;
+		if (msg->subject)
+			hd_policy_trim_punct(self->fold[0].data, self->fold[0].len, &from, &to);
+		/* Missing, blank, or nothing but punctuation ("...", "!!!"). */
+		if (from == to)
 			hd_policy_report(v, r, "msg.subject", "an email needs a subject that "
 					 "says what it is about");
 		break;
+	}
 	case CHK_SUBJECT_MEANINGLESS:
 		hd_policy_check_meaningless(self, r, msg, v);
 		break;
@@ -1268,9 +1292,10 @@ static void hd_policy_check(hd_policy_t *self, const hd_policy_rule_t *r, const 
 		hd_policy_check_mentioned(self, r, msg, v);
 		break;
 	case CHK_CC_REASON_REQUIRED: {
-		bool blank = true;
-		for (const char *p = msg->cc_reason; p && *p && blank; p++)
-			blank = *p == ' ' || *p == '\t';
+		/* Blank after folding: white space of any kind, zero-width... */
+		bool blank = !msg->cc_reason ||
+			     hd_fold(&self->fold_tmp, msg->cc_reason, strlen(msg->cc_reason)) != HD_OK ||
+			     self->fold_tmp.len == 0;
 		if (msg->cc_count > 0 && blank)
 			hd_policy_report(v, r, "msg.cc_reason", "every CC needs a stated reason "
 					 "(cc_reason)");
@@ -1314,6 +1339,123 @@ static void hd_policy_check(hd_policy_t *self, const hd_policy_rule_t *r, const 
 	}
 }
 
+static bool hd_policy_html_is_inline(const char *name, size_t len)
+{
+	static const char *const inline_tags[] = {
+		"a", "abbr", "b", "bdi", "bdo", "big", "cite", "code", "del", "dfn", "em", "font",
+		"i", "ins", "kbd", "mark", "q", "s", "samp", "small", "span", "strike", "strong",
+		"sub", "sup", "tt", "u", "var", "wbr"};
+	for (size_t i = 0; i < sizeof(inline_tags) / sizeof(inline_tags[0]); i++)
+		if (strlen(inline_tags[i]) == len && strncasecmp(inline_tags[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+static void hd_policy_html_put(hd_fold_buf_t *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->data = hd_realloc(b->data, cap);
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+/* A character reference at p ("&...;"): its UTF-8 in out, bytes used, 0 if none. */
+static size_t hd_policy_html_entity(const char *p, const char *end, char out[4], size_t *out_len)
+{
+	static const struct {
+		const char *name;
+		const char *text;
+	} named[] = {{"amp", "&"}, {"lt", "<"}, {"gt", ">"}, {"quot", "\""}, {"apos", "'"},
+		     {"nbsp", " "}, {"shy", ""}, {"zwj", ""}, {"zwnj", ""}};
+	const char *semi = memchr(p, ';', (size_t)(end - p) < 12 ? (size_t)(end - p) : 12);
+	if (!semi)
+		return 0;
+	size_t n = (size_t)(semi - p) - 1;  /* between '&' and ';' */
+	if (n >= 2 && p[1] == '#') {
+		bool hex = p[2] == 'x' || p[2] == 'X';
+		uint32_t cp = 0;
+		size_t digits = 0;
+		for (const char *q = p + (hex ? 3 : 2); q < semi; q++, digits++) {
+			int d = *q >= '0' && *q <= '9' ? *q - '0'
+			      : hex && *q >= 'a' && *q <= 'f' ? *q - 'a' + 10
+			      : hex && *q >= 'A' && *q <= 'F' ? *q - 'A' + 10 : -1;
+			if (d < 0 || cp > 0x10ffff)
+				return 0;
+			cp = cp * (hex ? 16u : 10u) + (uint32_t)d;
+		}
+		if (digits == 0 || cp == 0 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		*out_len = (size_t)utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)out);
+		return (size_t)(semi - p) + 1;
+	}
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++)
+		if (strlen(named[i].name) == n && strncmp(p + 1, named[i].name, n) == 0) {
+			*out_len = strlen(named[i].text);
+			memcpy(out, named[i].text, *out_len);
+			return (size_t)(semi - p) + 1;
+		}
+	return 0;
+}
+
+/*
+ * The HTML body as a reader sees it, for matching: tags removed (inline
+ * ones such as <b> join the text around them, the others separate it),
+ * comments and the content of <script> and <style> dropped, character
+ * references (&#111; &#x6f; &amp; &nbsp; ...) decoded. So
+ * "c&#111;unter<b></b>feit" is found like "counterfeit".
+ */
+static void hd_policy_html_text(hd_fold_buf_t *b, const char *html)
+{
+	const char *p = html, *end = html + strlen(html);
+	b->len = 0;
+	hd_policy_html_put(b, "", 0);
+	while (p < end) {
+		if (*p == '&') {
+			char u[4];
+			size_t ulen = 0, used = hd_policy_html_entity(p, end, u, &ulen);
+			if (used) {
+				hd_policy_html_put(b, u, ulen);
+				p += used;
+				continue;
+			}
+		} else if (*p == '<') {
+			if (end - p >= 4 && strncmp(p, "<!--", 4) == 0) {
+				const char *close = strstr(p + 4, "-->");
+				p = close ? close + 3 : end;
+				hd_policy_html_put(b, " ", 1);
+				continue;
+			}
+			const char *name = p + 1 + (p + 1 < end && p[1] == '/');
+			size_t nlen = 0;
+			while (name + nlen < end && ((name[nlen] >= 'a' && name[nlen] <= 'z') ||
+						     (name[nlen] >= 'A' && name[nlen] <= 'Z') ||
+						     (name[nlen] >= '0' && name[nlen] <= '9')))
+				nlen++;
+			if (nlen > 0) {
+				const char *close = memchr(p, '>', (size_t)(end - p));
+				bool opening = p[1] != '/';
+				p = close ? close + 1 : end;
+				if (opening && ((nlen == 6 && strncasecmp(name, "script", 6) == 0) ||
+						(nlen == 5 && strncasecmp(name, "style", 5) == 0))) {
+					const char *stop = strcasestr(p, nlen == 6 ? "</script" : "</style");
+					p = stop ? stop : end;
+				}
+				if (!hd_policy_html_is_inline(name, nlen))
+					hd_policy_html_put(b, " ", 1);
+				continue;
+			}
+		}
+		hd_policy_html_put(b, p, 1);
+		p++;
+	}
+}
+
 int hd_policy_evaluate(hd_policy_t *self, const hd_msg_t *msg, int64_t now_s,
 		       hd_policy_verdict_t *out)
 {
@@ -1335,8 +1477,15 @@ int hd_policy_evaluate(hd_policy_t *self, const hd_msg_t *msg, int64_t now_s,
 		hits[f].lists = 0;
 		if (!(want & (1u << f)) || !text[f])
 			continue;
-		/* Decoded text is valid UTF-8; a failure here is a bug upstream. */
-		if (hd_fold(&self->fold[f], text[f], strlen(text[f])) != HD_OK)
+		const char *t = text[f];
+		if (f == 2) {
+			hd_policy_html_text(&self->html_text, t);
+			t = self->html_text.data;
+		}
+		/* Decoded text is valid UTF-8, and so is the HTML's text (tags
+		 * are ASCII, references are encoded whole); a failure here is a
+		 * bug upstream. */
+		if (hd_fold(&self->fold[f], t, strlen(t)) != HD_OK)
 			return HD_E_INTERNAL;
 		if (hd_match_scan(self->match, self->fold[f].data, self->fold[f].len, &hits[f]) != HD_OK)
 			return HD_E_INTERNAL;

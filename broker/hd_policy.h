@@ -63,8 +63,13 @@ typedef enum {
 	HD_POLICY_CRITICAL
 } hd_policy_severity_t;
 
-/* Findings per evaluation; more are counted in dropped, never kept. */
-#define HD_POLICY_MAX_FINDINGS 32u
+/*
+ * Findings per evaluation: every rule gives at most one, the broker adds
+ * two (E1 tag, A3 bulk application), so none is ever dropped; should
+ * one be, it is counted in dropped and a refusal is never the one lost.
+ */
+#define HD_POLICY_MAX_RULES    128u
+#define HD_POLICY_MAX_FINDINGS (HD_POLICY_MAX_RULES + 4u)
 
 typedef struct hd_policy_finding {
 	const char *rule;                /* borrowed from the policy */

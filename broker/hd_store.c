@@ -137,6 +137,28 @@ static void hd_store_complete(hd_store_t *self, hd_store_item_t *item,
 	item->followers = NULL;
 	item->next = NULL;
 	self->done(self->done_arg, item, res);
+	if (res->code == HD_E_POLICY || res->code == HD_E_INVALID) {
+		/* Nothing was stored under the key, so the leader's refusal is
+		 * not the followers' answer: each goes again, on its own merits,
+		 * at the front of the queue (in order; one of them leads next). */
+		hd_store_item_t *rev = NULL;
+		while (f) {
+			hd_store_item_t *next = f->next;
+			f->next = rev;
+			rev = f;
+			f = next;
+		}
+		while (rev) {
+			hd_store_item_t *next = rev->next;
+			rev->next = self->pending_head;
+			self->pending_head = rev;
+			if (!self->pending_tail)
+				self->pending_tail = rev;
+			self->pending_count++;
+			rev = next;
+		}
+		return;
+	}
 	while (f) {
 		hd_store_item_t *next = f->next;
 		hd_store_result_t copy = *res;
@@ -397,8 +419,9 @@ static json_t *hd_store_encode_item(const hd_store_t *self, const hd_store_item_
 	json_object_set_new_nocheck(o, "state",
 				    json_string(item->klass == HD_CLASS_GENERAL ? "queued" : "held"));
 	json_object_set_new_nocheck(o, "subject", hd_store_json_str(m->subject));
-	json_object_set_new_nocheck(o, "body", hd_store_json_str(m->body));
-	json_object_set_new_nocheck(o, "html", hd_store_json_str(m->html));
+	/* A refused item is never stored: its content stays here. */
+	json_object_set_new_nocheck(o, "body", hd_store_json_str(item->rejected ? NULL : m->body));
+	json_object_set_new_nocheck(o, "html", hd_store_json_str(item->rejected ? NULL : m->html));
 	json_object_set_new_nocheck(o, "cc_reason", hd_store_json_str(m->cc_reason));
 	json_object_set_new_nocheck(o, "purpose", m->purpose == HD_PURPOSE_NONE
 				    ? json_null() : json_string(hd_purpose_name(m->purpose)));
@@ -416,7 +439,7 @@ static json_t *hd_store_encode_item(const hd_store_t *self, const hd_store_item_
 	json_object_set_new_nocheck(o, "to", hd_store_json_strings(m->to, m->to_count));
 	json_object_set_new_nocheck(o, "cc", hd_store_json_strings(m->cc, m->cc_count));
 	json_t *atts = json_array();
-	for (size_t i = 0; i < m->attachment_count; i++) {
+	for (size_t i = 0; !item->rejected && i < m->attachment_count; i++) {
 		const hd_attachment_t *a = &m->attachments[i];
 		size_t b64_len = sodium_base64_encoded_len(a->size, sodium_base64_VARIANT_ORIGINAL);
 		char *b64 = hd_malloc(b64_len);

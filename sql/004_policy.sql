@@ -36,12 +36,15 @@
 --	  consent_add, an operator's explicit act, does. Adding a consent
 --	  that is already granted, or revoking one already revoked, changes
 --	  nothing and writes no event.
---	- Precedence at intake: a rejection by heraldd ("reject") first, then
---	  an unknown sender ('unknown_sender', nothing written, no violation:
---	  the submission never reached the policy), then the database's rules
---	  (I3, S1), then idempotency. A rejected item is answered with its
---	  error even when (app, ikey) is already stored (the contract), and
---	  its violation is recorded each time it is submitted.
+--	- Precedence at intake: idempotency first (a resend of a stored
+--	  message is answered as the duplicate it is, even if the policy
+--	  would refuse it now: consent revoked, group removed, lists
+--	  changed; PROTOCOL 1.7), then a rejection by heraldd ("reject"),
+--	  then an unknown sender ('unknown_sender', nothing written, no
+--	  violation: the submission never reached the policy), then the
+--	  database's rules (I3, S1). A refused submission that was never
+--	  stored is refused again when resent, and its violation recorded
+--	  each time.
 --	- A violation row is written for every finding whose action is
 --	  reject or warn of a stored or rejected item, never for a duplicate.
 --	  Its department is the sender's department in staff at that moment
@@ -732,6 +735,12 @@ BEGIN
 		    OR x.not_before IS NOT NULL
 		 ORDER BY x.ord
 	LOOP
+		-- A resend of a stored message is answered as a duplicate whatever
+		-- the policy says of it now (PROTOCOL 1.7: a committed key always
+		-- gets its first ACK): no refusal, no violation, no slot taken.
+		CONTINUE WHEN r.ikey IS NOT NULL AND EXISTS (
+			SELECT 1 FROM herald.messages AS m
+			 WHERE m.app = r.app AND m.idempotency_key = r.ikey);
 		IF jsonb_typeof(r.reject) = 'object' THEN
 			v_out := v_out || jsonb_build_object(r.ord::text, jsonb_strip_nulls(jsonb_build_object(
 				'rejected', true,

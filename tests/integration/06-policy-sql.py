@@ -603,6 +603,28 @@ def test_V2_reject_finding_writes_violation_without_message():
     assert count("violations", "rule = 'civility'") == 2
 
 
+def test_resend_of_a_stored_message_is_a_duplicate_even_if_the_policy_now_refuses_it():
+    # Accepted first (a marketing SMS with consent) ...
+    number = "+8613900007777"
+    sql("SELECT herald.consent_add('%s', 'signup form')" % number)
+    e = sms([number], purpose="marketing", ikey="resend-after-revoke")
+    first = intake_rows([e])[0]
+    assert first["error"] is None and first["id"], first
+    sql("SELECT herald.consent_revoke('%s', 'replied STOP')" % number)
+    before = count("violations")
+    # ... the ACK was lost and the client resends after the opt-out:
+    # the same answer, nothing new written, not a violation.
+    again = intake_rows([dict(e)])[0]
+    assert (again["id"], again["duplicate"], again["error"]) == (first["id"], True, None), again
+    # Even when heraldd itself now refuses it (its lists changed).
+    reject = {"rule": "prohibited-content", "clause": "G3.1", "severity": "major",
+              "field": "msg.body", "reason": "now prohibited"}
+    again = intake_rows([dict(e, reject=reject, findings=[dict(reject, action="reject")])])[0]
+    assert (again["id"], again["duplicate"], again["error"]) == (first["id"], True, None), again
+    assert count("violations") == before
+    assert count("messages", "idempotency_key = 'resend-after-revoke'") == 1
+
+
 def test_V2_refused_submission_of_an_unknown_sender_is_recorded_with_no_department():
     reject = {"rule": "civility", "clause": "I2", "severity": "critical", "field": "msg.body",
               "reason": "threat"}
@@ -766,6 +788,7 @@ TESTS = [
     test_S3_caps_start_from_not_before,
     test_V2_reject_finding_writes_violation_without_message,
     test_V2_refused_submission_of_an_unknown_sender_is_recorded_with_no_department,
+    test_resend_of_a_stored_message_is_a_duplicate_even_if_the_policy_now_refuses_it,
     test_warn_finding_stored_and_violation,
     test_unknown_db_rule_check_is_a_programming_error,
     test_release_after_approval_keeps_a_deferral,

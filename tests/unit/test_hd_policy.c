@@ -630,7 +630,7 @@ static void test_ten_thousand_term_lists_compile_and_match(void **state)
 	char err[512];
 	assert_int_equal(hd_policy_load(conf, &p, err, sizeof(err)), HD_OK);
 	assert_true(hd_policy_term_count(p) >= 10000);
-	hd_msg_t *m = email("Notes", "nothing to see here: forbiddenword49999 is not a term");
+	hd_msg_t *m = email("Notes", "nothing to see here: forbiddenwordzero is not a term");
 	assert_int_equal(eval(p, m)->reject, -1);
 	free(m->body);
 	m->body = hd_strdup("but ForbiddenWord4999 is");
@@ -681,15 +681,113 @@ static void test_example_config_loads_and_equals_the_built_in_policy(void **stat
 	hd_policy_destroy(&d);
 }
 
-static void test_verdict_add_counts_what_does_not_fit(void **state)
+static void test_a_full_verdict_never_loses_a_refusal(void **state)
 {
 	(void)state;
-	hd_policy_verdict_t v = {.reject = -1};
+	hd_policy_verdict_t *v = hd_calloc(1, sizeof(*v));
+	v->reject = -1;
 	for (unsigned i = 0; i < HD_POLICY_MAX_FINDINGS; i++)
-		assert_non_null(hd_policy_verdict_add(&v, "r", "G1", HD_POLICY_WARN, HD_POLICY_INFO, "msg"));
-	assert_null(hd_policy_verdict_add(&v, "r", "G1", HD_POLICY_REJECT, HD_POLICY_INFO, "msg"));
-	assert_int_equal(v.count, HD_POLICY_MAX_FINDINGS);
-	assert_int_equal(v.dropped, 1);
+		assert_non_null(hd_policy_verdict_add(v, "r", "G1", HD_POLICY_WARN, HD_POLICY_INFO, "msg"));
+	assert_null(hd_policy_verdict_add(v, "w", "G1", HD_POLICY_WARN, HD_POLICY_INFO, "msg"));
+	hd_policy_finding_t *f = hd_policy_verdict_add(v, "x", "G3.1", HD_POLICY_REJECT,
+						       HD_POLICY_MAJOR, "msg.body");
+	assert_non_null(f);  /* took the last place */
+	assert_int_equal(v->count, HD_POLICY_MAX_FINDINGS);
+	assert_int_equal(v->reject, (int)HD_POLICY_MAX_FINDINGS - 1);
+	assert_string_equal(v->findings[v->reject].rule, "x");
+	assert_int_equal(v->dropped, 2);
+	free(v);
+}
+
+static void test_G3_1_every_rule_can_fire_and_the_refusal_still_decides(void **state)
+{
+	(void)state;
+	/* 100 warn rules on the same word, then the built-in reject. */
+	char *text = hd_malloc(100 * 160 + 256);
+	strcpy(text, "policy = { lists = { w = { terms = [\"goods\"]; }; }; rules = (\n");
+	for (int i = 0; i < 100; i++)
+		sprintf(text + strlen(text), "{ id = \"w%d\"; clause = \"G3.1\"; check = \"terms\"; "
+			"list = \"w\"; action = \"warn\"; severity = \"info\"; },\n", i);
+	strcat(text, "{ id = \"last\"; clause = \"G3.1\"; check = \"terms\"; list = \"w\"; "
+		     "action = \"warn\"; severity = \"info\"; } ); };\n");
+	hd_policy_t *p = NULL;
+	char err[512];
+	assert_int_equal(load_text(text, &p, err, sizeof(err)), HD_OK);
+	hd_msg_t *m = email("Goods", "counterfeit goods");
+	const hd_policy_verdict_t *v = eval(p, m);
+	assert_true(v->reject >= 0);
+	assert_string_equal(v->findings[v->reject].rule, "prohibited-content");
+	assert_int_equal(v->dropped, 0);
+	hd_msg_destroy(&m);
+	hd_policy_destroy(&p);
+	free(text);
+}
+
+static void test_G3_1_html_entities_and_tags_do_not_bypass(void **state)
+{
+	(void)state;
+	hd_policy_t *p = defaults();
+	const char *tries[] = {"<p>We sell c&#111;unterfeit watches</p>",
+			       "<p>We sell counter<b></b>feit watches</p>",
+			       "<p>fake&nbsp;invoice</p>",
+			       "<p>c&#x6F;unterfeit</p>",
+			       "<div>counterfeit2024 and counterfeit_goods</div>"};
+	for (size_t i = 0; i < 5; i++) {
+		hd_msg_t *m = email("Offer", NULL);
+		m->html = hd_strdup(tries[i]);
+		const hd_policy_verdict_t *v = eval(p, m);
+		if (v->reject < 0)
+			fail_msg("not refused: %s", tries[i]);
+		assert_string_equal(v->findings[v->reject].field, "msg.html");
+		hd_msg_destroy(&m);
+	}
+	/* Block tags separate words; comments and scripts are not text. */
+	hd_msg_t *m = email("Offer", NULL);
+	m->html = hd_strdup("<p>counter</p><p>feit</p><!-- counterfeit --><script>counterfeit</script>ok");
+	assert_int_equal(eval(p, m)->reject, -1);
+	hd_msg_destroy(&m);
+	hd_policy_destroy(&p);
+}
+
+static void test_E4_and_G3_2_blank_looking_values_count_as_missing(void **state)
+{
+	(void)state;
+	hd_policy_t *p = defaults();
+	const char *blanks[] = {"\n", "\xe3\x80\x80", "\xe2\x80\x8b"};  /* LF, U+3000, U+200B */
+	for (size_t i = 0; i < 3; i++) {
+		hd_msg_t *m = email("Offer letter", "Here it is.");
+		hd_msg_add_cc(m, "hr@example.com");
+		m->cc_reason = hd_strdup(blanks[i]);
+		assert_non_null(finding(eval(p, m), "cc-reason"));
+		hd_msg_destroy(&m);
+	}
+	const char *subjects[] = {"...", "!!!", "\xe2\x80\x94"};  /* em dash */
+	for (size_t i = 0; i < 3; i++) {
+		hd_msg_t *m = email(subjects[i], "Body");
+		assert_non_null(finding(eval(p, m), "subject-required"));
+		hd_msg_destroy(&m);
+	}
+	hd_policy_destroy(&p);
+}
+
+static void test_E3_long_reasons_keep_whole_characters_and_the_clause(void **state)
+{
+	(void)state;
+	hd_policy_t *p = defaults();
+	hd_msg_t *m = email("Sales data", "Please review.");
+	for (int i = 0; i < 4; i++)
+		hd_msg_add_attachment(m, "\xe7\xac\xac\xe4\xb8\x89\xe5\xad\xa3\xe5\xba\xa6"
+				      "\xe9\x94\x80\xe5\x94\xae\xe6\x95\xb0\xe6\x8d\xae"
+				      "\xe6\xb1\x87\xe6\x80\xbb\xe8\xa1\xa8\xe6\xa0\xbc"
+				      "\xe6\x9c\x80\xe7\xbb\x88\xe7\x89\x88.xlsx",
+				      "application/vnd.ms-excel", "x", 1);
+	const hd_policy_finding_t *f = finding(eval(p, m), "attachment-unmentioned");
+	assert_non_null(f);
+	size_t len = strlen(f->reason);
+	assert_true(hd_msg_is_utf8(f->reason, len));
+	assert_true(len > 12 && strcmp(f->reason + len - 12, " (POLICY E3)") == 0);
+	hd_msg_destroy(&m);
+	hd_policy_destroy(&p);
 }
 
 int main(void)
@@ -721,7 +819,11 @@ int main(void)
 		cmocka_unit_test(test_ten_thousand_term_lists_compile_and_match),
 		cmocka_unit_test(test_disabled_policy_finds_nothing),
 		cmocka_unit_test(test_example_config_loads_and_equals_the_built_in_policy),
-		cmocka_unit_test(test_verdict_add_counts_what_does_not_fit),
+		cmocka_unit_test(test_a_full_verdict_never_loses_a_refusal),
+		cmocka_unit_test(test_G3_1_every_rule_can_fire_and_the_refusal_still_decides),
+		cmocka_unit_test(test_G3_1_html_entities_and_tags_do_not_bypass),
+		cmocka_unit_test(test_E4_and_G3_2_blank_looking_values_count_as_missing),
+		cmocka_unit_test(test_E3_long_reasons_keep_whole_characters_and_the_clause),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
