@@ -608,6 +608,148 @@ void hd_http_destroy(hd_http_t **self_p)
 	*self_p = NULL;
 }
 
+/* ---- the jobs of a driver ---------------------------------------------- */
+
+/* The public job first, so a job pointer is an item pointer. */
+typedef struct hd_http_item {
+	hd_http_job_t pub;
+	hd_http_jobs_t *owner;
+	struct hd_http_item *next;   /* the ready queue */
+} hd_http_item_t;
+
+struct hd_http_jobs {
+	hd_http_t *http;
+	hd_http_driver_t driver;
+	size_t max_in_flight;
+	size_t in_flight;
+	hd_http_item_t *ready_head, *ready_tail;
+};
+
+hd_http_jobs_t *hd_http_jobs_new(const hd_http_settings_t *settings, const hd_http_driver_t *driver)
+{
+	hd_http_jobs_t *self = hd_calloc(1, sizeof *self);
+	self->driver = *driver;
+	self->max_in_flight = (size_t)settings->max_in_flight;
+	self->http = hd_http_new(settings->connect_timeout_ms, settings->timeout_ms,
+				 (size_t)settings->max_host_connections,
+				 (size_t)settings->max_connections);
+	return self;
+}
+
+int hd_http_jobs_take(hd_http_jobs_t *self, hd_channel_job_t *job, hd_http_job_t **out)
+{
+	if (self->in_flight >= self->max_in_flight)
+		return HD_E_BUSY;
+	self->in_flight++;
+	hd_http_item_t *it = hd_calloc(1, sizeof *it);
+	it->owner = self;
+	it->pub.job = job;
+	*out = &it->pub;
+	return 0;
+}
+
+static void jobs_report(hd_http_jobs_t *self, hd_http_item_t *it)
+{
+	it->pub.result.delivery_id = it->pub.job->job.delivery_id;
+	it->pub.result.attempt = it->pub.job->job.attempt;
+	if (self->driver.report)
+		self->driver.report(self->driver.self, &it->pub);
+	self->in_flight--;
+	hd_channel_job_t *job = it->pub.job;
+	hd_wire_result_t result = it->pub.result;
+	free(it);
+	self->driver.done(self->driver.done_arg, job, &result);
+}
+
+void hd_http_jobs_park(hd_http_jobs_t *self, hd_http_job_t *job, hd_outcome_kind_t outcome,
+		       const char *code, const char *detail)
+{
+	hd_http_item_t *it = (hd_http_item_t *)job;
+	hd_http_result_set(&it->pub.result, outcome, code, detail, strlen(detail));
+	it->next = NULL;
+	if (self->ready_tail)
+		self->ready_tail->next = it;
+	else
+		self->ready_head = it;
+	self->ready_tail = it;
+}
+
+static void jobs_flush_ready(hd_http_jobs_t *self)
+{
+	while (self->ready_head) {
+		hd_http_item_t *it = self->ready_head;
+		self->ready_head = it->next;
+		if (!self->ready_head)
+			self->ready_tail = NULL;
+		jobs_report(self, it);
+	}
+}
+
+static void jobs_on_http_done(void *arg, const hd_http_response_t *r)
+{
+	hd_http_item_t *it = arg;
+	hd_http_jobs_t *self = it->owner;
+	if (!hd_http_transport_result(r, &it->pub.result))
+		self->driver.map(self->driver.self, &it->pub, r);
+	jobs_report(self, it);
+}
+
+int hd_http_jobs_start(hd_http_jobs_t *self, hd_http_job_t *job, const hd_http_request_t *req)
+{
+	return hd_http_start(self->http, req, jobs_on_http_done, job);
+}
+
+/* The driver object begins with its hd_http_jobs_t * (see hd_http.h). */
+static hd_http_jobs_t *jobs_of(void *driver)
+{
+	return *(hd_http_jobs_t **)driver;
+}
+
+size_t hd_http_jobs_op_poll_items(void *driver, zmq_pollitem_t *items, size_t max)
+{
+	return hd_http_poll_items(jobs_of(driver)->http, items, max);
+}
+
+void hd_http_jobs_op_handle(void *driver, int64_t now_ms, const zmq_pollitem_t *items,
+			    size_t count)
+{
+	(void)now_ms;
+	hd_http_jobs_t *self = jobs_of(driver);
+	jobs_flush_ready(self);
+	hd_http_handle(self->http, items, count);
+	jobs_flush_ready(self);
+}
+
+int64_t hd_http_jobs_op_timeout_ms(void *driver, int64_t now_ms)
+{
+	(void)now_ms;
+	hd_http_jobs_t *self = jobs_of(driver);
+	if (self->ready_head)
+		return 0;
+	return hd_http_timeout_ms(self->http);
+}
+
+size_t hd_http_jobs_op_in_flight(void *driver)
+{
+	return jobs_of(driver)->in_flight;
+}
+
+size_t hd_http_jobs_op_capacity(void *driver)
+{
+	return jobs_of(driver)->max_in_flight;
+}
+
+void hd_http_jobs_destroy(hd_http_jobs_t **self_p)
+{
+	if (!self_p || !*self_p)
+		return;
+	hd_http_jobs_t *self = *self_p;
+	hd_http_destroy(&self->http);   /* reports every request in flight as RETRY */
+	jobs_flush_ready(self);
+	free(self);
+	*self_p = NULL;
+}
+
 /* ---- pure helpers ------------------------------------------------------ */
 
 int64_t hd_http_parse_retry_after(const char *value, int64_t now_unix_s)
@@ -999,5 +1141,20 @@ int hd_http_cfg_secret(const config_setting_t *group, bool required, char **out,
 		cfg_error(config_setting_get_member(group, key), key, err, errlen, "%s", why);
 		return HD_E_CONFIG;
 	}
+	return 0;
+}
+
+int hd_http_cfg_settings(const config_setting_t *group, hd_http_settings_t *out, char *err,
+			 size_t errlen)
+{
+	if (hd_http_cfg_int(group, "timeout_ms", 10000, 100, 600000, &out->timeout_ms, err, errlen) ||
+	    hd_http_cfg_int(group, "connect_timeout_ms", 3000, 50, 120000, &out->connect_timeout_ms,
+			    err, errlen) ||
+	    hd_http_cfg_int(group, "max_in_flight", 64, 1, 10000, &out->max_in_flight, err, errlen) ||
+	    hd_http_cfg_int(group, "max_host_connections", HD_HTTP_DEFAULT_HOST_CONNECTIONS, 1,
+			    HD_HTTP_MAX_CONNECTIONS, &out->max_host_connections, err, errlen) ||
+	    hd_http_cfg_int(group, "max_connections", HD_HTTP_DEFAULT_CONNECTIONS, 1,
+			    HD_HTTP_MAX_CONNECTIONS, &out->max_connections, err, errlen))
+		return HD_E_CONFIG;
 	return 0;
 }

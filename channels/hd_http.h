@@ -19,6 +19,10 @@
  *	are not followed. Response bodies are captured up to
  *	HD_HTTP_MAX_BODY_BYTES.
  *
+ *	Above the engine, hd_http_jobs_* keep the jobs of one driver: the
+ *	in-flight count against max_in_flight and the queue of jobs decided
+ *	without the network, reported from handle(), never from submit().
+ *
  *	Also the small pure helpers both drivers need: Retry-After parsing,
  *	URL redaction for logs, percent-encoding, HMAC-SHA256 + base64
  *	(libsodium) and loading secrets from a file or the environment.
@@ -26,6 +30,8 @@
  * OWNERSHIP
  *	hd_http_start copies everything it needs from the request; the
  *	response passed to the done callback is valid only during the call.
+ *	hd_http_jobs owns each job from take until it hands it to the
+ *	worker's done callback, and owns its engine.
  */
 #ifndef HD_HTTP_H
 #define HD_HTTP_H
@@ -36,6 +42,7 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "hd_channel.h"
 #include "hd_wire.h"
 
 #define HD_HTTP_MAX_BODY_BYTES  (64u * 1024u)   /* response bytes kept */
@@ -117,6 +124,105 @@ size_t hd_http_waiting(hd_http_t *self);
 /* Complete every active request with aborted = true, then free; NULL-safe. */
 void hd_http_destroy(hd_http_t **self_p);
 
+/* ---- the jobs of a driver ---------------------------------------------- */
+
+/*
+ * What hd_im and hd_sms share above the engine: an hd_http engine, the
+ * jobs a driver holds (at most max_in_flight; submit says HD_E_BUSY
+ * beyond), and a FIFO of jobs decided without the network ("parked":
+ * unknown group, text too long, tls-required, ...), which are reported
+ * from hd_http_jobs_op_handle and hd_http_jobs_destroy, never from inside
+ * the driver's submit. Each job is reported exactly once through the
+ * worker's done callback, with the job's delivery_id and attempt set in
+ * its result; a transport failure (no HTTP answer, or aborted by
+ * destroy) is mapped by hd_http_transport_result, an HTTP answer by the
+ * driver's map callback.
+ */
+typedef struct hd_http_jobs hd_http_jobs_t;
+
+/* One job a driver holds, from hd_http_jobs_take until it is reported. */
+typedef struct hd_http_job {
+	hd_channel_job_t *job;       /* the worker's job; handed back to done */
+	hd_wire_result_t result;     /* built by the driver (provider, outcome, ...) */
+	const void *ctx;             /* the driver's, per job (hd_im: its group); NULL at first */
+} hd_http_job_t;
+
+/* Map an HTTP answer (r->status > 0, no transport error) into job->result. */
+typedef void (*hd_http_map_fn)(void *driver, hd_http_job_t *job, const hd_http_response_t *r);
+
+/* Called just before a job is handed to done (its result final): the driver's log line. */
+typedef void (*hd_http_report_fn)(void *driver, const hd_http_job_t *job);
+
+typedef struct hd_http_driver {
+	void *self;                  /* the driver object, passed to map and report */
+	hd_http_map_fn map;          /* required */
+	hd_http_report_fn report;    /* NULL for none */
+	hd_channel_done_fn done;     /* the worker's */
+	void *done_arg;
+} hd_http_driver_t;
+
+/* The settings every HTTP driver reads the same way (hd_http_cfg_settings). */
+typedef struct hd_http_settings {
+	int64_t timeout_ms;             /* 10000; 100..600000 */
+	int64_t connect_timeout_ms;     /* 3000; 50..120000 */
+	int64_t max_in_flight;          /* 64; 1..10000 */
+	int64_t max_host_connections;   /* HD_HTTP_DEFAULT_HOST_CONNECTIONS; 1..HD_HTTP_MAX_CONNECTIONS */
+	int64_t max_connections;        /* HD_HTTP_DEFAULT_CONNECTIONS; 1..HD_HTTP_MAX_CONNECTIONS */
+} hd_http_settings_t;
+
+/*
+ * New jobs table with its own engine (hd_http_new with settings' timeouts
+ * and connection limits) holding at most settings->max_in_flight jobs.
+ * driver is copied. Caller owns the result (hd_http_jobs_destroy).
+ */
+hd_http_jobs_t *hd_http_jobs_new(const hd_http_settings_t *settings, const hd_http_driver_t *driver);
+
+/*
+ * Take job: 0 with *out (borrowed; result zeroed, ctx NULL) until the
+ * job is reported, or HD_E_BUSY when max_in_flight jobs are held (job
+ * not taken, *out untouched).
+ */
+int hd_http_jobs_take(hd_http_jobs_t *self, hd_channel_job_t *job, hd_http_job_t **out);
+
+/*
+ * Decide a taken job without the network: outcome, code and detail go
+ * into its result (hd_http_result_set) and the job waits on the ready
+ * queue until the next hd_http_jobs_op_handle or hd_http_jobs_destroy.
+ */
+void hd_http_jobs_park(hd_http_jobs_t *self, hd_http_job_t *job, hd_outcome_kind_t outcome,
+		       const char *code, const char *detail);
+
+/*
+ * Send a taken job's request (copied by hd_http_start); its answer is
+ * mapped and reported from hd_http_jobs_op_handle. 0, or HD_E_INVALID when
+ * the engine refused the request: the job is still the caller's to park.
+ */
+int hd_http_jobs_start(hd_http_jobs_t *self, hd_http_job_t *job, const hd_http_request_t *req);
+
+/*
+ * Ops-table entries (hd_channel_ops_t: poll_items, handle, timeout_ms,
+ * in_flight, capacity) for a driver object whose first member is its
+ * hd_http_jobs_t * (hd_im, hd_sms; they check it with _Static_assert).
+ * poll_items: the engine's sockets. handle: report parked jobs, drive
+ * the engine, report what that finished or parked. timeout_ms: 0 while
+ * parked jobs wait, else the engine's (-1 for none). in_flight: jobs
+ * taken and not yet reported. capacity: max_in_flight. now_ms is unused.
+ */
+size_t hd_http_jobs_op_poll_items(void *driver, zmq_pollitem_t *items, size_t max);
+void hd_http_jobs_op_handle(void *driver, int64_t now_ms, const zmq_pollitem_t *items,
+			    size_t count);
+int64_t hd_http_jobs_op_timeout_ms(void *driver, int64_t now_ms);
+size_t hd_http_jobs_op_in_flight(void *driver);
+size_t hd_http_jobs_op_capacity(void *driver);
+
+/*
+ * Report every job still held (in the engine as RETRY "worker-stopping",
+ * parked ones as parked), then free; NULL-safe, sets *self_p to NULL.
+ * Map and report callbacks run during the call: the driver frees what
+ * they use only afterwards.
+ */
+void hd_http_jobs_destroy(hd_http_jobs_t **self_p);
+
 /*
  * Parse a Retry-After value: delay-seconds ("120") or an HTTP-date
  * (IMF-fixdate, RFC 850 or asctime), relative to now_unix_s. Returns
@@ -193,5 +299,13 @@ int hd_http_cfg_string(const config_setting_t *group, const char *name, bool req
 		       const char **out, char *err, size_t errlen);
 int hd_http_cfg_secret(const config_setting_t *group, bool required, char **out,
 		       char *err, size_t errlen);
+
+/*
+ * The shared settings of group (may be NULL: all defaults), in the order
+ * timeout_ms, connect_timeout_ms, max_in_flight, max_host_connections,
+ * max_connections; the first bad one is reported like hd_http_cfg_int.
+ */
+int hd_http_cfg_settings(const config_setting_t *group, hd_http_settings_t *out, char *err,
+			 size_t errlen);
 
 #endif

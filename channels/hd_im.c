@@ -5,11 +5,13 @@
  *	See hd_im.h. The request builders and the response mapping are pure
  *	functions (unit-tested as tables); the driver object glues them to
  *	hd_http and the worker's ops table. Jobs the driver can decide
- *	without the network (unknown group, tls-required) are parked on a
- *	ready list and reported from handle(), never from inside submit().
+ *	without the network (unknown group, tls-required) are parked with
+ *	hd_http_jobs_park and reported from handle(), never from inside
+ *	submit().
  * OWNERSHIP
- *	The driver owns submitted jobs until it hands each one to the done
- *	callback, and owns the group table and the secrets (wiped on close).
+ *	The driver's hd_http_jobs owns submitted jobs until it hands each
+ *	one to the done callback; the driver owns the group table and the
+ *	secrets (wiped on close).
  * LIMITS
  *	At most HD_IM_MAX_GROUPS groups; max_in_flight jobs at once.
  */
@@ -17,6 +19,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,75 +379,32 @@ typedef struct im_group {
 	char *secret;                /* NULL when the provider is not signed */
 } im_group_t;
 
-typedef struct im_req im_req_t;
-
 typedef struct hd_im {
-	hd_http_t *http;
+	hd_http_jobs_t *jobs;        /* first: the ops table uses hd_http_jobs_op_* */
 	im_group_t *groups;
 	size_t ngroups;
-	size_t max_in_flight;
-	size_t in_flight;
-	hd_channel_done_fn done;
-	void *done_arg;
-	im_req_t *ready_head, *ready_tail;
 } hd_im_t;
+_Static_assert(offsetof(hd_im_t, jobs) == 0, "hd_http_jobs_op_* need jobs first");
 
-struct im_req {
-	hd_im_t *owner;
-	hd_channel_job_t *job;
-	const im_group_t *group;
-	hd_wire_result_t result;
-	im_req_t *next;
-};
-
-static void report(hd_im_t *self, im_req_t *req)
+static void im_report(void *self_, const hd_http_job_t *req)
 {
-	req->result.delivery_id = req->job->job.delivery_id;
-	req->result.attempt = req->job->job.attempt;
-	if (req->group) {
+	(void)self_;
+	const im_group_t *group = req->ctx;
+	if (group) {
 		char redacted[160];
-		hd_http_redact_url(req->group->url, redacted, sizeof redacted);
+		hd_http_redact_url(group->url, redacted, sizeof redacted);
 		hd_debug("im.result", "delivery=%lld group=%s provider=%s url=%s outcome=%s code=%s",
-			 (long long)req->result.delivery_id, req->group->name, req->result.provider,
+			 (long long)req->result.delivery_id, group->name, req->result.provider,
 			 redacted, hd_outcome_name(req->result.outcome), req->result.provider_code);
 	}
-	self->in_flight--;
-	hd_channel_job_t *job = req->job;
-	hd_wire_result_t result = req->result;
-	free(req);
-	self->done(self->done_arg, job, &result);
 }
 
-static void park(hd_im_t *self, im_req_t *req, hd_outcome_kind_t outcome, const char *code,
-		 const char *detail)
+static void im_map(void *self_, hd_http_job_t *req, const hd_http_response_t *r)
 {
-	hd_http_result_set(&req->result, outcome, code, detail, strlen(detail));
-	req->next = NULL;
-	if (self->ready_tail)
-		self->ready_tail->next = req;
-	else
-		self->ready_head = req;
-	self->ready_tail = req;
-}
-
-static void flush_ready(hd_im_t *self)
-{
-	while (self->ready_head) {
-		im_req_t *req = self->ready_head;
-		self->ready_head = req->next;
-		if (!self->ready_head)
-			self->ready_tail = NULL;
-		report(self, req);
-	}
-}
-
-static void on_http_done(void *arg, const hd_http_response_t *r)
-{
-	im_req_t *req = arg;
-	if (!hd_http_transport_result(r, &req->result))
-		hd_im_map_response(req->group->provider, r->status, r->body, r->body_len,
-				   r->retry_after_ms, &req->result);
-	report(req->owner, req);
+	(void)self_;
+	const im_group_t *group = req->ctx;
+	hd_im_map_response(group->provider, r->status, r->body, r->body_len, r->retry_after_ms,
+			   &req->result);
 }
 
 static const im_group_t *find_group(const hd_im_t *self, const char *name)
@@ -458,33 +418,31 @@ static const im_group_t *find_group(const hd_im_t *self, const char *name)
 static int im_submit(void *self_, hd_channel_job_t *job)
 {
 	hd_im_t *self = self_;
-	if (self->in_flight >= self->max_in_flight)
+	hd_http_job_t *req;
+	if (hd_http_jobs_take(self->jobs, job, &req))
 		return HD_E_BUSY;
-	self->in_flight++;
-
-	im_req_t *req = hd_calloc(1, sizeof *req);
-	req->owner = self;
-	req->job = job;
 	snprintf(req->result.provider, sizeof req->result.provider, "im");
 
 	const im_group_t *g = find_group(self, job->job.recipient);
 	if (!g) {
-		park(self, req, HD_OUTCOME_FAILED, "unknown-group", "no im group with this name is configured");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "unknown-group",
+				  "no im group with this name is configured");
 		return 0;
 	}
-	req->group = g;
+	req->ctx = g;
 	snprintf(req->result.provider, sizeof req->result.provider, "%s", hd_im_provider_name(g->provider));
 	bool confidential = job->job.msg && (job->job.msg->flags & HD_FLAG_CONFIDENTIAL);
 	if (confidential && !hd_http_is_https(g->url)) {
-		park(self, req, HD_OUTCOME_FAILED, "tls-required",
-		     "confidential message refused: the group's endpoint is not https");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "tls-required",
+				  "confidential message refused: the group's endpoint is not https");
 		return 0;
 	}
 
 	int64_t now_ms = hd_time_now_us() / 1000;
 	char *body = hd_im_build_body(g->provider, g->name, &job->job, g->secret, now_ms);
 	if (!body) {
-		park(self, req, HD_OUTCOME_FAILED, "bad-text", "subject or body is not valid UTF-8");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "bad-text",
+				  "subject or body is not valid UTF-8");
 		return 0;
 	}
 	char *url = hd_im_build_url(g->provider, g->url, g->secret, now_ms);
@@ -496,42 +454,13 @@ static int im_submit(void *self_, hd_channel_job_t *job)
 		.body_len = strlen(body),
 		.https_only = confidential,
 	};
-	int rc = hd_http_start(self->http, &hr, on_http_done, req);
+	int rc = hd_http_jobs_start(self->jobs, req, &hr);
 	hd_http_secret_free(&url);   /* may carry a signature; wipe like a secret */
 	free(body);
 	if (rc)
-		park(self, req, HD_OUTCOME_FAILED, "bad-url", "the group's url was refused by libcurl");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "bad-url",
+				  "the group's url was refused by libcurl");
 	return 0;
-}
-
-static size_t im_poll_items(void *self_, zmq_pollitem_t *items, size_t max)
-{
-	hd_im_t *self = self_;
-	return hd_http_poll_items(self->http, items, max);
-}
-
-static void im_handle(void *self_, int64_t now_ms, const zmq_pollitem_t *items, size_t count)
-{
-	(void)now_ms;
-	hd_im_t *self = self_;
-	flush_ready(self);
-	hd_http_handle(self->http, items, count);
-	flush_ready(self);
-}
-
-static int64_t im_timeout_ms(void *self_, int64_t now_ms)
-{
-	(void)now_ms;
-	hd_im_t *self = self_;
-	if (self->ready_head)
-		return 0;
-	return hd_http_timeout_ms(self->http);
-}
-
-static size_t im_in_flight(void *self_)
-{
-	hd_im_t *self = self_;
-	return self->in_flight;
 }
 
 static void free_groups(hd_im_t *self)
@@ -551,8 +480,7 @@ static void im_close(void **self_p)
 	if (!self_p || !*self_p)
 		return;
 	hd_im_t *self = *self_p;
-	hd_http_destroy(&self->http);   /* reports every request in flight as RETRY */
-	flush_ready(self);
+	hd_http_jobs_destroy(&self->jobs);   /* reports every job held; groups still valid */
 	free_groups(self);
 	free(self);
 	*self_p = NULL;
@@ -624,39 +552,26 @@ static void *im_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_done
 	(void)zmq_ctx;
 	static const char *const keys[] = {"timeout_ms", "connect_timeout_ms", "max_in_flight",
 					   "max_host_connections", "max_connections", "groups", NULL};
-	int64_t timeout_ms, connect_ms, max_in_flight, max_host, max_conns;
+	hd_http_settings_t st;
 	if (hd_http_cfg_check_keys(cfg, keys, err, errlen) ||
-	    hd_http_cfg_int(cfg, "timeout_ms", 10000, 100, 600000, &timeout_ms, err, errlen) ||
-	    hd_http_cfg_int(cfg, "connect_timeout_ms", 3000, 50, 120000, &connect_ms, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_in_flight", 64, 1, 10000, &max_in_flight, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_host_connections", HD_HTTP_DEFAULT_HOST_CONNECTIONS, 1,
-			    HD_HTTP_MAX_CONNECTIONS, &max_host, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_connections", HD_HTTP_DEFAULT_CONNECTIONS, 1,
-			    HD_HTTP_MAX_CONNECTIONS, &max_conns, err, errlen))
+	    hd_http_cfg_settings(cfg, &st, err, errlen))
 		return NULL;
 
 	hd_im_t *self = hd_calloc(1, sizeof *self);
-	self->done = done;
-	self->done_arg = done_arg;
-	self->max_in_flight = (size_t)max_in_flight;
 	const config_setting_t *groups = cfg ? config_setting_get_member(cfg, "groups") : NULL;
 	if (groups && load_groups(self, groups, err, errlen)) {
 		free_groups(self);
 		free(self);
 		return NULL;
 	}
-	self->http = hd_http_new(connect_ms, timeout_ms, (size_t)max_host, (size_t)max_conns);
+	hd_http_driver_t driver = {.self = self, .map = im_map, .report = im_report, .done = done,
+				   .done_arg = done_arg};
+	self->jobs = hd_http_jobs_new(&st, &driver);
 	hd_info("im.open", "groups=%zu timeout_ms=%lld connect_timeout_ms=%lld max_in_flight=%lld "
-		"max_host_connections=%lld max_connections=%lld", self->ngroups, (long long)timeout_ms,
-		(long long)connect_ms, (long long)max_in_flight, (long long)max_host,
-		(long long)max_conns);
+		"max_host_connections=%lld max_connections=%lld", self->ngroups, (long long)st.timeout_ms,
+		(long long)st.connect_timeout_ms, (long long)st.max_in_flight,
+		(long long)st.max_host_connections, (long long)st.max_connections);
 	return self;
-}
-
-static size_t im_capacity(void *self_)
-{
-	hd_im_t *self = self_;
-	return self->max_in_flight;
 }
 
 const hd_channel_ops_t hd_im_ops = {
@@ -664,10 +579,10 @@ const hd_channel_ops_t hd_im_ops = {
 	.channel = HD_CHANNEL_IM,
 	.open = im_open,
 	.submit = im_submit,
-	.poll_items = im_poll_items,
-	.handle = im_handle,
-	.timeout_ms = im_timeout_ms,
-	.in_flight = im_in_flight,
+	.poll_items = hd_http_jobs_op_poll_items,
+	.handle = hd_http_jobs_op_handle,
+	.timeout_ms = hd_http_jobs_op_timeout_ms,
+	.in_flight = hd_http_jobs_op_in_flight,
 	.close = im_close,
-	.capacity = im_capacity,
+	.capacity = hd_http_jobs_op_capacity,
 };

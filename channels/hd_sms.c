@@ -4,16 +4,19 @@
  * DESCRIPTION
  *	See hd_sms.h. Request builders and response mapping are pure
  *	functions; the driver object glues them to hd_http. Jobs decided
- *	without the network (too-long, tls-required) are parked on a ready
- *	list and reported from handle(), never from inside submit().
+ *	without the network (too-long, tls-required) are parked with
+ *	hd_http_jobs_park and reported from handle(), never from inside
+ *	submit().
  * OWNERSHIP
- *	The driver owns submitted jobs until it hands each one to the done
- *	callback, and owns the gateway secret (wiped on close).
+ *	The driver's hd_http_jobs owns submitted jobs until it hands each
+ *	one to the done callback; the driver owns the gateway secret (wiped
+ *	on close).
  */
 #include "hd_sms.h"
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,10 +227,8 @@ void hd_sms_map_response(hd_sms_provider_t provider, long status, const char *bo
 
 /* ---- the driver -------------------------------------------------------- */
 
-typedef struct sms_req sms_req_t;
-
 typedef struct hd_sms {
-	hd_http_t *http;
+	hd_http_jobs_t *jobs;        /* first: the ops table uses hd_http_jobs_op_* */
 	hd_sms_provider_t provider;
 	char *url;
 	char *username;
@@ -235,76 +236,30 @@ typedef struct hd_sms {
 	char *userpwd;               /* twilio: "sid:token" */
 	char *from;
 	size_t max_segments;
-	size_t max_in_flight;
-	size_t in_flight;
-	hd_channel_done_fn done;
-	void *done_arg;
-	sms_req_t *ready_head, *ready_tail;
 } hd_sms_t;
+_Static_assert(offsetof(hd_sms_t, jobs) == 0, "hd_http_jobs_op_* need jobs first");
 
-struct sms_req {
-	hd_sms_t *owner;
-	hd_channel_job_t *job;
-	hd_wire_result_t result;
-	sms_req_t *next;
-};
-
-static void report(hd_sms_t *self, sms_req_t *req)
+static void sms_report(void *self_, const hd_http_job_t *req)
 {
-	req->result.delivery_id = req->job->job.delivery_id;
-	req->result.attempt = req->job->job.attempt;
+	(void)self_;
 	hd_debug("sms.result", "delivery=%lld provider=%s outcome=%s code=%s",
 		 (long long)req->result.delivery_id, req->result.provider,
 		 hd_outcome_name(req->result.outcome), req->result.provider_code);
-	self->in_flight--;
-	hd_channel_job_t *job = req->job;
-	hd_wire_result_t result = req->result;
-	free(req);
-	self->done(self->done_arg, job, &result);
 }
 
-static void park(hd_sms_t *self, sms_req_t *req, hd_outcome_kind_t outcome, const char *code,
-		 const char *detail)
+static void sms_map(void *self_, hd_http_job_t *req, const hd_http_response_t *r)
 {
-	hd_http_result_set(&req->result, outcome, code, detail, strlen(detail));
-	req->next = NULL;
-	if (self->ready_tail)
-		self->ready_tail->next = req;
-	else
-		self->ready_head = req;
-	self->ready_tail = req;
-}
-
-static void flush_ready(hd_sms_t *self)
-{
-	while (self->ready_head) {
-		sms_req_t *req = self->ready_head;
-		self->ready_head = req->next;
-		if (!self->ready_head)
-			self->ready_tail = NULL;
-		report(self, req);
-	}
-}
-
-static void on_http_done(void *arg, const hd_http_response_t *r)
-{
-	sms_req_t *req = arg;
-	if (!hd_http_transport_result(r, &req->result))
-		hd_sms_map_response(req->owner->provider, r->status, r->body, r->body_len,
-				    r->retry_after_ms, &req->result);
-	report(req->owner, req);
+	const hd_sms_t *self = self_;
+	hd_sms_map_response(self->provider, r->status, r->body, r->body_len, r->retry_after_ms,
+			    &req->result);
 }
 
 static int sms_submit(void *self_, hd_channel_job_t *job)
 {
 	hd_sms_t *self = self_;
-	if (self->in_flight >= self->max_in_flight)
+	hd_http_job_t *req;
+	if (hd_http_jobs_take(self->jobs, job, &req))
 		return HD_E_BUSY;
-	self->in_flight++;
-
-	sms_req_t *req = hd_calloc(1, sizeof *req);
-	req->owner = self;
-	req->job = job;
 	snprintf(req->result.provider, sizeof req->result.provider, "%s",
 		 hd_sms_provider_name(self->provider));
 
@@ -313,7 +268,8 @@ static int sms_submit(void *self_, hd_channel_job_t *job)
 	const char *to = job->job.recipient ? job->job.recipient : "";
 	hd_sms_segments_t seg;
 	if (hd_sms_segments_count(text, strlen(text), &seg)) {
-		park(self, req, HD_OUTCOME_FAILED, "bad-text", "the text is not valid UTF-8");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "bad-text",
+				  "the text is not valid UTF-8");
 		return 0;
 	}
 	if (seg.segments > self->max_segments) {
@@ -321,13 +277,13 @@ static int sms_submit(void *self_, hd_channel_job_t *job)
 		snprintf(why, sizeof why, "%zu %s segments (%zu units), max_segments is %zu",
 			 seg.segments, hd_sms_segments_encoding_name(seg.encoding), seg.units,
 			 self->max_segments);
-		park(self, req, HD_OUTCOME_FAILED, "too-long", why);
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "too-long", why);
 		return 0;
 	}
 	bool confidential = msg && (msg->flags & HD_FLAG_CONFIDENTIAL);
 	if (confidential && !hd_http_is_https(self->url)) {
-		park(self, req, HD_OUTCOME_FAILED, "tls-required",
-		     "confidential message refused: the gateway endpoint is not https");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "tls-required",
+				  "confidential message refused: the gateway endpoint is not https");
 		return 0;
 	}
 
@@ -357,7 +313,8 @@ static int sms_submit(void *self_, hd_channel_job_t *job)
 	default:
 		body = generic_body(to, self->from, text);
 		if (!body) {
-			park(self, req, HD_OUTCOME_FAILED, "bad-text", "recipient or sender is not valid UTF-8");
+			hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "bad-text",
+					  "recipient or sender is not valid UTF-8");
 			return 0;
 		}
 		url = hd_strdup(self->url);
@@ -369,42 +326,13 @@ static int sms_submit(void *self_, hd_channel_job_t *job)
 	hr.url = url;
 	hr.body = body;
 	hr.body_len = body ? strlen(body) : 0;
-	int rc = hd_http_start(self->http, &hr, on_http_done, req);
+	int rc = hd_http_jobs_start(self->jobs, req, &hr);
 	hd_http_secret_free(&url);   /* the Kannel URL carries the password */
 	free(body);
 	if (rc)
-		park(self, req, HD_OUTCOME_FAILED, "bad-url", "the gateway url was refused by libcurl");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "bad-url",
+				  "the gateway url was refused by libcurl");
 	return 0;
-}
-
-static size_t sms_poll_items(void *self_, zmq_pollitem_t *items, size_t max)
-{
-	hd_sms_t *self = self_;
-	return hd_http_poll_items(self->http, items, max);
-}
-
-static void sms_handle(void *self_, int64_t now_ms, const zmq_pollitem_t *items, size_t count)
-{
-	(void)now_ms;
-	hd_sms_t *self = self_;
-	flush_ready(self);
-	hd_http_handle(self->http, items, count);
-	flush_ready(self);
-}
-
-static int64_t sms_timeout_ms(void *self_, int64_t now_ms)
-{
-	(void)now_ms;
-	hd_sms_t *self = self_;
-	if (self->ready_head)
-		return 0;
-	return hd_http_timeout_ms(self->http);
-}
-
-static size_t sms_in_flight(void *self_)
-{
-	hd_sms_t *self = self_;
-	return self->in_flight;
 }
 
 static void free_fields(hd_sms_t *self)
@@ -421,8 +349,7 @@ static void sms_close(void **self_p)
 	if (!self_p || !*self_p)
 		return;
 	hd_sms_t *self = *self_p;
-	hd_http_destroy(&self->http);   /* reports every request in flight as RETRY */
-	flush_ready(self);
+	hd_http_jobs_destroy(&self->jobs);   /* reports every job held */
 	free_fields(self);
 	free(self);
 	*self_p = NULL;
@@ -436,7 +363,8 @@ static void *sms_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_don
 					   "from", "timeout_ms", "connect_timeout_ms", "max_in_flight",
 					   "max_segments", "max_host_connections", "max_connections", NULL};
 	const char *provider, *url, *username, *from;
-	int64_t timeout_ms, connect_ms, max_in_flight, max_segments, max_host, max_conns;
+	int64_t max_segments;
+	hd_http_settings_t st;
 	if (!cfg) {
 		snprintf(err, errlen, "sms: a configuration group is required (provider, url, ...)");
 		return NULL;
@@ -446,14 +374,8 @@ static void *sms_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_don
 	    hd_http_cfg_string(cfg, "url", true, &url, err, errlen) ||
 	    hd_http_cfg_string(cfg, "username", false, &username, err, errlen) ||
 	    hd_http_cfg_string(cfg, "from", false, &from, err, errlen) ||
-	    hd_http_cfg_int(cfg, "timeout_ms", 10000, 100, 600000, &timeout_ms, err, errlen) ||
-	    hd_http_cfg_int(cfg, "connect_timeout_ms", 3000, 50, 120000, &connect_ms, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_in_flight", 64, 1, 10000, &max_in_flight, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_segments", 10, 1, 255, &max_segments, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_host_connections", HD_HTTP_DEFAULT_HOST_CONNECTIONS, 1,
-			    HD_HTTP_MAX_CONNECTIONS, &max_host, err, errlen) ||
-	    hd_http_cfg_int(cfg, "max_connections", HD_HTTP_DEFAULT_CONNECTIONS, 1,
-			    HD_HTTP_MAX_CONNECTIONS, &max_conns, err, errlen))
+	    hd_http_cfg_settings(cfg, &st, err, errlen) ||
+	    hd_http_cfg_int(cfg, "max_segments", 10, 1, 255, &max_segments, err, errlen))
 		return NULL;
 
 	const char *file = config_setting_source_file(cfg) ? config_setting_source_file(cfg) : "(config)";
@@ -492,22 +414,15 @@ static void *sms_open(const config_setting_t *cfg, void *zmq_ctx, hd_channel_don
 		snprintf(self->userpwd, len, "%s:%s", username, secret);
 	}
 	self->max_segments = (size_t)max_segments;
-	self->max_in_flight = (size_t)max_in_flight;
-	self->done = done;
-	self->done_arg = done_arg;
-	self->http = hd_http_new(connect_ms, timeout_ms, (size_t)max_host, (size_t)max_conns);
+	hd_http_driver_t driver = {.self = self, .map = sms_map, .report = sms_report, .done = done,
+				   .done_arg = done_arg};
+	self->jobs = hd_http_jobs_new(&st, &driver);
 	char redacted[160];
 	hd_http_redact_url(url, redacted, sizeof redacted);
 	hd_info("sms.open", "provider=%s url=%s timeout_ms=%lld max_in_flight=%lld max_segments=%lld",
-		provider, redacted, (long long)timeout_ms, (long long)max_in_flight,
+		provider, redacted, (long long)st.timeout_ms, (long long)st.max_in_flight,
 		(long long)max_segments);
 	return self;
-}
-
-static size_t sms_capacity(void *self_)
-{
-	hd_sms_t *self = self_;
-	return self->max_in_flight;
 }
 
 const hd_channel_ops_t hd_sms_ops = {
@@ -515,10 +430,10 @@ const hd_channel_ops_t hd_sms_ops = {
 	.channel = HD_CHANNEL_SMS,
 	.open = sms_open,
 	.submit = sms_submit,
-	.poll_items = sms_poll_items,
-	.handle = sms_handle,
-	.timeout_ms = sms_timeout_ms,
-	.in_flight = sms_in_flight,
+	.poll_items = hd_http_jobs_op_poll_items,
+	.handle = hd_http_jobs_op_handle,
+	.timeout_ms = hd_http_jobs_op_timeout_ms,
+	.in_flight = hd_http_jobs_op_in_flight,
 	.close = sms_close,
-	.capacity = sms_capacity,
+	.capacity = hd_http_jobs_op_capacity,
 };
