@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "hc_approve.h"
+#include "hc_csv.h"
 #include "hc_table.h"
 #include "hd_err.h"
 #include "hd_mem.h"
@@ -250,144 +251,6 @@ static const char *const hc_org_columns[HC_NCOLS] = {
 	"kind", "name", "address", "department", "roles", "db_role", "notify_channel",
 	"notify_address", "head"};
 
-typedef struct hc_org_csv {
-	const char *p, *end;
-	int line;
-} hc_org_csv_t;
-
-static void hc_org_free_fields(char **fields, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		hd_free(&fields[i]);
-}
-
-/* Strip spaces and tabs around an unquoted field, in place. */
-static void hc_org_trim(char *s)
-{
-	size_t len = strlen(s);
-	while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-		s[--len] = '\0';
-	size_t lead = strspn(s, " \t");
-	if (lead > 0)
-		memmove(s, s + lead, len - lead + 1);
-}
-
-/*
- * Read the next record into fields (owned by the caller, *n of them).
- * Returns 1 for a record (its first line in *line_p), 0 at the end,
- * or an HD_E_* error (message set).
- */
-static int hc_org_csv_record(hc_org_build_t *b, hc_org_csv_t *c, char **fields, size_t *n,
-                             int *line_p)
-{
-	*n = 0;
-	/* Blank lines and comments between records. */
-	for (;;) {
-		if (c->p >= c->end)
-			return 0;
-		const char *eol = memchr(c->p, '\n', (size_t)(c->end - c->p));
-		const char *stop = eol ? eol : c->end;
-		const char *q = c->p;
-		while (q < stop && (*q == ' ' || *q == '\t' || *q == '\r'))
-			q++;
-		if (q < stop && *q != '#')
-			break;
-		c->p = eol ? eol + 1 : c->end;
-		c->line++;
-	}
-	*line_p = c->line;
-	char *buf = hd_malloc(HC_ORG_MAX_FIELD_BYTES + 1);
-	int rc = 1;
-	for (;;) {
-		size_t len = 0;
-		bool quoted = false;
-		const char *p = c->p;
-		while (p < c->end && (*p == ' ' || *p == '\t'))
-			p++;
-		if (p < c->end && *p == '"') {
-			quoted = true;
-			int open_line = c->line;
-			p++;
-			for (;;) {
-				if (p >= c->end) {
-					rc = hc_org_fail(b, open_line, "a quoted field is not closed");
-					goto out;
-				}
-				if (*p == '"') {
-					if (p + 1 < c->end && p[1] == '"') {
-						p++;
-					} else {
-						p++;
-						break;
-					}
-				} else if (*p == '\n') {
-					c->line++;
-				}
-				if (len >= HC_ORG_MAX_FIELD_BYTES) {
-					rc = hc_org_fail(b, c->line, "a field is longer than %d bytes",
-					                 HC_ORG_MAX_FIELD_BYTES);
-					goto out;
-				}
-				buf[len++] = *p++;
-			}
-			while (p < c->end && (*p == ' ' || *p == '\t' || *p == '\r'))
-				p++;
-			if (p < c->end && *p != ',' && *p != '\n') {
-				rc = hc_org_fail(b, c->line, "text after a closing quote");
-				goto out;
-			}
-		} else {
-			p = c->p;
-			while (p < c->end && *p != ',' && *p != '\n') {
-				if (*p == '"') {
-					rc = hc_org_fail(b, c->line,
-					                 "a quote inside an unquoted field (quote the "
-					                 "whole field and double the quote)");
-					goto out;
-				}
-				if (len >= HC_ORG_MAX_FIELD_BYTES) {
-					rc = hc_org_fail(b, c->line, "a field is longer than %d bytes",
-					                 HC_ORG_MAX_FIELD_BYTES);
-					goto out;
-				}
-				if (*p != '\r')
-					buf[len++] = *p;
-				p++;
-			}
-		}
-		buf[len] = '\0';
-		if (memchr(buf, '\0', len) != NULL) {
-			rc = hc_org_fail(b, c->line, "a field contains a NUL byte");
-			goto out;
-		}
-		if (*n >= HC_ORG_MAX_CSV_FIELDS) {
-			rc = hc_org_fail(b, c->line, "more than %d fields", HC_ORG_MAX_CSV_FIELDS);
-			goto out;
-		}
-		fields[*n] = hd_strdup(buf);
-		if (!quoted)
-			hc_org_trim(fields[*n]);
-		(*n)++;
-		if (p >= c->end) {
-			c->p = c->end;
-			break;
-		}
-		if (*p == '\n') {
-			c->p = p + 1;
-			c->line++;
-			break;
-		}
-		c->p = p + 1; /* after the comma */
-	}
-out:
-	hd_free(&buf);
-	if (rc != 1) {
-		hc_org_free_fields(fields, *n);
-		*n = 0;
-	}
-	return rc;
-}
-
 /* Split a roles cell on ';', '|', ',' or blanks into roles. */
 static int hc_org_csv_roles(hc_org_build_t *b, const char *cell, json_t *roles, int line)
 {
@@ -411,7 +274,7 @@ static int hc_org_csv_roles(hc_org_build_t *b, const char *cell, json_t *roles, 
 	return 0;
 }
 
-static int hc_org_csv_row(hc_org_build_t *b, const int *col_of, char **f, int line)
+static int hc_org_csv_row(hc_org_build_t *b, const int *col_of, const char *const *f, int line)
 {
 	const char *v[HC_NCOLS];
 	for (int k = 0; k < HC_NCOLS; k++)
@@ -450,56 +313,57 @@ static int hc_org_csv_row(hc_org_build_t *b, const int *col_of, char **f, int li
 
 static int hc_org_parse_csv(hc_org_build_t *b, const char *text, size_t len)
 {
-	hc_org_csv_t c = {text, text + len, 1};
 	/* A UTF-8 byte order mark, as spreadsheets write it. */
-	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
-		c.p += 3;
-	char *f[HC_ORG_MAX_CSV_FIELDS];
-	size_t n = 0, ncols = 0;
+	if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+		text += 3;
+		len -= 3;
+	}
+	hc_csv_t *c = hc_csv_new(text, len, HC_ORG_MAX_CSV_FIELDS, HC_ORG_MAX_FIELD_BYTES);
+	const char *const *f = NULL;
+	size_t n = 0, ncols = 0, bad_field = 0, bad_name = 0;
 	int line = 0;
 	int col_of[HC_NCOLS];
-	for (int k = 0; k < HC_NCOLS; k++)
-		col_of[k] = -1;
-	int rc = hc_org_csv_record(b, &c, f, &n, &line);
-	if (rc == 0)
-		return hc_org_fail(b, 0, "empty file: the first line must name the columns (%s,...)",
-		                   hc_org_columns[0]);
-	if (rc < 0)
-		return rc;
-	for (size_t i = 0; i < n; i++) {
-		int k = 0;
-		while (k < HC_NCOLS && strcasecmp(f[i], hc_org_columns[k]) != 0)
-			k++;
-		if (k == HC_NCOLS) {
-			rc = hc_org_fail(b, line,
-			                 "unknown column '%.64s' (columns are kind, name, address, "
-			                 "department, roles, db_role, notify_channel, notify_address, head)",
-			                 f[i]);
-			break;
-		}
-		if (col_of[k] >= 0) {
-			rc = hc_org_fail(b, line, "column %s appears twice", hc_org_columns[k]);
-			break;
-		}
-		col_of[k] = (int)i;
+	int rc = hc_csv_next(c, &f, &n, &line);
+	if (rc == 0) {
+		rc = hc_org_fail(b, 0, "empty file: the first line must name the columns (%s,...)",
+		                 hc_org_columns[0]);
+		goto out;
 	}
-	hc_org_free_fields(f, n);
-	if (rc < 0)
-		return rc;
-	if (col_of[HC_COL_KIND] < 0)
-		return hc_org_fail(b, line, "the header has no 'kind' column (department or staff)");
+	if (rc < 0) {
+		rc = hc_org_fail(b, line, "%s", hc_csv_error(c));
+		goto out;
+	}
+	rc = hc_csv_columns(f, n, hc_org_columns, HC_NCOLS, col_of, &bad_field, &bad_name);
+	if (rc == HD_E_NOTFOUND) {
+		rc = hc_org_fail(b, line,
+		                 "unknown column '%.64s' (columns are kind, name, address, "
+		                 "department, roles, db_role, notify_channel, notify_address, head)",
+		                 f[bad_field]);
+		goto out;
+	}
+	if (rc != 0) {
+		rc = hc_org_fail(b, line, "column %s appears twice", hc_org_columns[bad_name]);
+		goto out;
+	}
+	if (col_of[HC_COL_KIND] < 0) {
+		rc = hc_org_fail(b, line, "the header has no 'kind' column (department or staff)");
+		goto out;
+	}
 	ncols = n;
-	while ((rc = hc_org_csv_record(b, &c, f, &n, &line)) == 1) {
+	while ((rc = hc_csv_next(c, &f, &n, &line)) == 1) {
 		if (n != ncols) {
-			hc_org_free_fields(f, n);
-			return hc_org_fail(b, line, "%zu field%s, the header has %zu", n,
-			                   n == 1 ? "" : "s", ncols);
+			rc = hc_org_fail(b, line, "%zu field%s, the header has %zu", n,
+			                 n == 1 ? "" : "s", ncols);
+			goto out;
 		}
 		rc = hc_org_csv_row(b, col_of, f, line);
-		hc_org_free_fields(f, n);
 		if (rc != 0)
-			return rc;
+			goto out;
 	}
+	if (rc < 0)
+		rc = hc_org_fail(b, line, "%s", hc_csv_error(c));
+out:
+	hc_csv_destroy(&c);
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "hc_approve.h"
+#include "hc_csv.h"
 #include "hc_fmt.h"
 #include "hc_org.h"
 #include "hc_table.h"
@@ -317,14 +318,12 @@ int hc_policy_parse_violations_args(int argc, char **argv, int64_t now_ms,
 /* consent CSV                                                         */
 /* ------------------------------------------------------------------ */
 
-enum { HC_CSV_NUMBER, HC_CSV_SOURCE, HC_CSV_GRANTED_AT, HC_CSV_NCOLS };
-static const char *const hc_policy_csv_cols[HC_CSV_NCOLS] = {"number", "source", "granted_at"};
+enum { HC_POLICY_COL_NUMBER, HC_POLICY_COL_SOURCE, HC_POLICY_COL_GRANTED_AT, HC_POLICY_NCOLS };
+static const char *const hc_policy_csv_cols[HC_POLICY_NCOLS] = {"number", "source", "granted_at"};
 #define HC_POLICY_CSV_MAX_FIELDS 8
 
 typedef struct hc_policy_csv {
 	const char *name;  /* for messages; borrowed */
-	const char *p, *end;
-	int line;
 	char *err;
 	size_t errlen;
 } hc_policy_csv_t;
@@ -345,114 +344,10 @@ static int hc_policy_csv_fail(hc_policy_csv_t *c, int line, const char *fmt, ...
 	return HD_E_INVALID;
 }
 
-/*
- * The next record's fields (owned by the caller, *n of them, each
- * trimmed unless quoted). Returns 1 for a record (its first line in
- * *line_p), 0 at the end, or HD_E_INVALID with the message set. Blank
- * lines and lines starting with '#' are skipped.
- */
-static int hc_policy_csv_record(hc_policy_csv_t *c, char **fields, size_t *n, int *line_p)
+/* Field col of a record of n fields; "" when col is -1 (no such column) or past the end. */
+static const char *hc_policy_field(const char *const *f, size_t n, int col)
 {
-	*n = 0;
-	for (;;) {
-		if (c->p >= c->end)
-			return 0;
-		const char *eol = memchr(c->p, '\n', (size_t)(c->end - c->p));
-		const char *stop = eol != NULL ? eol : c->end;
-		const char *q = c->p;
-		while (q < stop && (*q == ' ' || *q == '\t' || *q == '\r'))
-			q++;
-		if (q < stop && *q != '#')
-			break;
-		c->p = eol != NULL ? eol + 1 : c->end;
-		c->line++;
-	}
-	*line_p = c->line;
-	char *buf = hd_malloc(HC_POLICY_MAX_FIELD_BYTES + 1);
-	int rc = 1;
-	for (;;) {
-		size_t len = 0;
-		const char *p = c->p;
-		while (p < c->end && (*p == ' ' || *p == '\t'))
-			p++;
-		bool quoted = p < c->end && *p == '"';
-		if (quoted) {
-			int open_line = c->line;
-			p++;
-			for (;;) {
-				if (p >= c->end) {
-					rc = hc_policy_csv_fail(c, open_line, "a quoted field is not closed");
-					goto out;
-				}
-				if (*p == '"') {
-					if (p + 1 < c->end && p[1] == '"') {
-						p++;
-					} else {
-						p++;
-						break;
-					}
-				} else if (*p == '\n') {
-					c->line++;
-				}
-				if (len >= HC_POLICY_MAX_FIELD_BYTES) {
-					rc = hc_policy_csv_fail(c, c->line, "a field is longer than %d bytes",
-					                        HC_POLICY_MAX_FIELD_BYTES);
-					goto out;
-				}
-				buf[len++] = *p++;
-			}
-			while (p < c->end && (*p == ' ' || *p == '\t' || *p == '\r'))
-				p++;
-			if (p < c->end && *p != ',' && *p != '\n') {
-				rc = hc_policy_csv_fail(c, c->line, "text after a closing quote");
-				goto out;
-			}
-		} else {
-			p = c->p;
-			while (p < c->end && *p != ',' && *p != '\n') {
-				if (*p == '"') {
-					rc = hc_policy_csv_fail(c, c->line,
-					                        "a quote inside an unquoted field (quote the "
-					                        "whole field and double the quote)");
-					goto out;
-				}
-				if (len >= HC_POLICY_MAX_FIELD_BYTES) {
-					rc = hc_policy_csv_fail(c, c->line, "a field is longer than %d bytes",
-					                        HC_POLICY_MAX_FIELD_BYTES);
-					goto out;
-				}
-				buf[len++] = *p++;
-			}
-		}
-		if (*n >= HC_POLICY_CSV_MAX_FIELDS) {
-			rc = hc_policy_csv_fail(c, c->line, "more than %d fields",
-			                        HC_POLICY_CSV_MAX_FIELDS);
-			goto out;
-		}
-		fields[(*n)++] = quoted ? hd_strndup(buf, len) : hc_policy_trimmed(buf, len);
-		if (p < c->end && *p == ',') {
-			c->p = p + 1;
-			continue;
-		}
-		c->p = p < c->end ? p + 1 : c->end;
-		c->line++;
-		break;
-	}
-out:
-	hd_free(&buf);
-	if (rc != 1) {
-		/* The caller gets no half record. */
-		for (size_t i = 0; i < *n; i++)
-			hd_free(&fields[i]);
-		*n = 0;
-	}
-	return rc;
-}
-
-static void hc_policy_free_fields(char **fields, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		hd_free(&fields[i]);
+	return col >= 0 && col < (int)n ? f[col] : "";
 }
 
 /* An ISO 8601 time (not an age) as "YYYY-MM-DDTHH:MM:SS.mmmZ" in out. */
@@ -475,59 +370,51 @@ int hc_policy_parse_consent_csv(const char *name, const char *text, size_t len, 
                                 char *err, size_t errlen)
 {
 	*doc_p = NULL;
-	hc_policy_csv_t c = {.name = name, .p = text, .end = text + len, .line = 1, .err = err,
-	                     .errlen = errlen};
+	hc_policy_csv_t c = {.name = name, .err = err, .errlen = errlen};
 	if (len > HC_ORG_MAX_FILE_BYTES) {
 		hc_policy_csv_fail(&c, 0, "larger than %u bytes", HC_ORG_MAX_FILE_BYTES);
 		return HD_E_TOOBIG;
 	}
-	int col[HC_CSV_NCOLS] = {HC_CSV_NUMBER, HC_CSV_SOURCE, HC_CSV_GRANTED_AT};
+	hc_csv_t *csv = hc_csv_new(text, len, HC_POLICY_CSV_MAX_FIELDS, HC_POLICY_MAX_FIELD_BYTES);
+	/* Without a header: number,source[,granted_at]. */
+	int col[HC_POLICY_NCOLS] = {0, 1, 2};
 	json_t *doc = json_array();
-	char *f[HC_POLICY_CSV_MAX_FIELDS];
-	size_t n = 0;
+	const char *const *f = NULL;
+	size_t n = 0, bad_field = 0, bad_name = 0;
 	int line = 0, rc;
 	bool first = true;
-	while ((rc = hc_policy_csv_record(&c, f, &n, &line)) == 1) {
+	for (;;) {
+		rc = hc_csv_next(csv, &f, &n, &line);
+		if (rc < 0)
+			hc_policy_csv_fail(&c, line, "%s", hc_csv_error(csv));
+		if (rc != 1)
+			break;
 		if (first && n > 0 && f[0][0] != '+' && !isdigit((unsigned char)f[0][0])) {
 			/* The header line: it names the columns, in any order. */
-			for (size_t k = 0; k < HC_CSV_NCOLS; k++)
-				col[k] = -1;
-			for (size_t i = 0; i < n; i++) {
-				size_t k = 0;
-				while (k < HC_CSV_NCOLS && strcasecmp(f[i], hc_policy_csv_cols[k]) != 0)
-					k++;
-				if (k == HC_CSV_NCOLS) {
-					rc = hc_policy_csv_fail(&c, line,
-					                        "unknown column '%.64s' (columns are number, "
-					                        "source, granted_at)",
-					                        f[i]);
-					break;
-				}
-				if (col[k] >= 0) {
-					rc = hc_policy_csv_fail(&c, line, "column '%s' is named twice",
-					                        hc_policy_csv_cols[k]);
-					break;
-				}
-				col[k] = (int)i;
-			}
-			if (rc == 1 && (col[HC_CSV_NUMBER] < 0 || col[HC_CSV_SOURCE] < 0))
+			int cr = hc_csv_columns(f, n, hc_policy_csv_cols, HC_POLICY_NCOLS, col, &bad_field,
+			                        &bad_name);
+			if (cr == HD_E_NOTFOUND)
+				rc = hc_policy_csv_fail(&c, line,
+				                        "unknown column '%.64s' (columns are number, "
+				                        "source, granted_at)",
+				                        f[bad_field]);
+			else if (cr != 0)
+				rc = hc_policy_csv_fail(&c, line, "column '%s' is named twice",
+				                        hc_policy_csv_cols[bad_name]);
+			else if (col[HC_POLICY_COL_NUMBER] < 0 || col[HC_POLICY_COL_SOURCE] < 0)
 				rc = hc_policy_csv_fail(&c, line,
 				                        "the header needs the columns number and source");
 			first = false;
-			hc_policy_free_fields(f, n);
 			if (rc != 1)
 				break;
 			continue;
 		}
 		first = false;
-		const char *number = col[HC_CSV_NUMBER] < (int)n ? f[col[HC_CSV_NUMBER]] : "";
-		const char *source =
-			col[HC_CSV_SOURCE] >= 0 && col[HC_CSV_SOURCE] < (int)n ? f[col[HC_CSV_SOURCE]] : "";
-		const char *at = col[HC_CSV_GRANTED_AT] >= 0 && col[HC_CSV_GRANTED_AT] < (int)n
-		                     ? f[col[HC_CSV_GRANTED_AT]]
-		                     : "";
+		const char *number = hc_policy_field(f, n, col[HC_POLICY_COL_NUMBER]);
+		const char *source = hc_policy_field(f, n, col[HC_POLICY_COL_SOURCE]);
+		const char *at = hc_policy_field(f, n, col[HC_POLICY_COL_GRANTED_AT]);
 		size_t used = 0;
-		for (size_t k = 0; k < HC_CSV_NCOLS; k++)
+		for (size_t k = 0; k < HC_POLICY_NCOLS; k++)
 			if (col[k] >= 0 && col[k] < (int)n)
 				used++;
 		char iso[40];
@@ -556,10 +443,10 @@ int hc_policy_parse_consent_csv(const char *name, const char *text, size_t len, 
 			json_object_set_new(o, "granted_at", at[0] != '\0' ? json_string(iso) : json_null());
 			json_array_append_new(doc, o);
 		}
-		hc_policy_free_fields(f, n);
 		if (rc != 1)
 			break;
 	}
+	hc_csv_destroy(&csv);
 	if (rc == 0 && json_array_size(doc) == 0)
 		rc = hc_policy_csv_fail(&c, 0, "no numbers: nothing to import");
 	if (rc != 0) {
@@ -724,6 +611,32 @@ static int hc_policy_run(hc_ctx_t *ctx, const char *what, const char *sql, int n
 	return exit_code;
 }
 
+/*
+ * "heraldctl WHAT [--json] ARG": HC_EXIT_OK with *json and *arg (borrowed
+ * from argv), or HC_EXIT_USAGE after printing to ctx->err the option
+ * mistake or, when ARG is missing, "heraldctl: WHAT: <missing>".
+ */
+static int hc_policy_json_and_arg(hc_ctx_t *ctx, const char *what, const char *missing, int argc,
+                                  char **argv, bool *json, char **arg)
+{
+	static const hc_opt_t spec[] = {{"json", false}};
+	const char *v[1];
+	char *pos[1];
+	size_t npos = 0;
+	char err[2048];
+	if (hc_cli_parse_opts(argc, argv, spec, 1, v, pos, 1, &npos, err, sizeof(err)) != 0) {
+		fprintf(ctx->err, "heraldctl: %s: %s\n", what, err);
+		return HC_EXIT_USAGE;
+	}
+	if (npos != 1) {
+		fprintf(ctx->err, "heraldctl: %s: %s\n", what, missing);
+		return HC_EXIT_USAGE;
+	}
+	*json = v[0] != NULL;
+	*arg = pos[0];
+	return HC_EXIT_OK;
+}
+
 int hc_policy_cmd_group_add(hc_ctx_t *ctx, int argc, char **argv)
 {
 	hc_policy_group_args_t a;
@@ -765,38 +678,31 @@ int hc_policy_cmd_group_add(hc_ctx_t *ctx, int argc, char **argv)
 
 int hc_policy_cmd_group_remove(hc_ctx_t *ctx, int argc, char **argv)
 {
-	static const hc_opt_t spec[] = {{"json", false}};
-	const char *v[1];
-	char *pos[1];
-	size_t npos = 0;
-	char err[512];
-	if (hc_cli_parse_opts(argc, argv, spec, 1, v, pos, 1, &npos, err, sizeof(err)) != 0) {
-		fprintf(ctx->err, "heraldctl: group remove: %s\n", err);
-		return HC_EXIT_USAGE;
-	}
-	if (npos != 1) {
-		fprintf(ctx->err,
-		        "heraldctl: group remove: which group? (heraldctl group remove NAME)\n");
-		return HC_EXIT_USAGE;
-	}
-	const char *params[1] = {pos[0]};
+	bool json;
+	char *group;
+	int exit_code = hc_policy_json_and_arg(ctx, "group remove",
+	                                       "which group? (heraldctl group remove NAME)", argc,
+	                                       argv, &json, &group);
+	if (exit_code != HC_EXIT_OK)
+		return exit_code;
+	const char *params[1] = {group};
 	PGresult *res = NULL;
-	int exit_code = hc_policy_run(ctx, "group remove", "SELECT herald.group_remove($1)", 1,
+	exit_code = hc_policy_run(ctx, "group remove", "SELECT herald.group_remove($1)", 1,
 	                              params, &res);
 	if (exit_code == HC_EXIT_OK) {
 		const char *result = PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "";
-		if (v[0] != NULL) {
+		if (json) {
 			json_t *o = json_object();
 			json_object_set_new(o, "ok", json_true());
-			json_object_set_new(o, "group", json_string(pos[0]));
+			json_object_set_new(o, "group", json_string(group));
 			json_object_set_new(o, "result", json_string(result));
 			hc_policy_dump(ctx->out, o);
 		} else if (strcmp(result, "unchanged") == 0) {
-			fprintf(ctx->out, "group %s was removed already\n", pos[0]);
+			fprintf(ctx->out, "group %s was removed already\n", group);
 		} else {
 			fprintf(ctx->out,
 			        "group %s removed: messages to it are refused from now on (POLICY I3)\n",
-			        pos[0]);
+			        group);
 		}
 	}
 	PQclear(res);
@@ -911,28 +817,23 @@ int hc_policy_cmd_consent_revoke(hc_ctx_t *ctx, int argc, char **argv)
 
 int hc_policy_cmd_consent_import(hc_ctx_t *ctx, int argc, char **argv)
 {
-	static const hc_opt_t spec[] = {{"json", false}};
-	const char *v[1];
-	char *pos[1];
-	size_t npos = 0;
+	bool json;
+	char *file;
+	int exit_code = hc_policy_json_and_arg(ctx, "consent import",
+	                                       "which file? (heraldctl consent import FILE, CSV: "
+	                                       "number,source[,granted_at])",
+	                                       argc, argv, &json, &file);
+	if (exit_code != HC_EXIT_OK)
+		return exit_code;
 	char err[2048];
-	if (hc_cli_parse_opts(argc, argv, spec, 1, v, pos, 1, &npos, err, sizeof(err)) != 0) {
-		fprintf(ctx->err, "heraldctl: consent import: %s\n", err);
-		return HC_EXIT_USAGE;
-	}
-	if (npos != 1) {
-		fprintf(ctx->err, "heraldctl: consent import: which file? (heraldctl consent import "
-		                  "FILE, CSV: number,source[,granted_at])\n");
-		return HC_EXIT_USAGE;
-	}
 	char *text = NULL;
 	size_t len = 0;
-	if (hc_org_read_file(pos[0], &text, &len, err, sizeof(err)) != 0) {
+	if (hc_org_read_file(file, &text, &len, err, sizeof(err)) != 0) {
 		fprintf(ctx->err, "heraldctl: consent import: %s\n", err);
 		return HC_EXIT_FAIL;
 	}
 	json_t *doc = NULL;
-	int rc = hc_policy_parse_consent_csv(pos[0], text, len, &doc, err, sizeof(err));
+	int rc = hc_policy_parse_consent_csv(file, text, len, &doc, err, sizeof(err));
 	hd_free(&text);
 	if (rc != 0) {
 		fprintf(ctx->err, "heraldctl: consent import: %s\n", err);
@@ -945,7 +846,7 @@ int hc_policy_cmd_consent_import(hc_ctx_t *ctx, int argc, char **argv)
 		hd_panic("hc_policy: json_dumps failed");
 	const char *params[1] = {doc_text};
 	PGresult *res = NULL;
-	int exit_code = hc_policy_run(
+	exit_code = hc_policy_run(
 		ctx, "consent import",
 		"SELECT granted, unchanged, kept_revoked FROM herald.consent_import($1::jsonb)", 1,
 		params, &res);
@@ -953,16 +854,16 @@ int hc_policy_cmd_consent_import(hc_ctx_t *ctx, int argc, char **argv)
 	if (exit_code == HC_EXIT_OK) {
 		long long g = hc_policy_ll(res, 0, 0), u = hc_policy_ll(res, 0, 1),
 		          k = hc_policy_ll(res, 0, 2);
-		if (v[0] != NULL) {
+		if (json) {
 			json_t *o = json_object();
-			json_object_set_new(o, "file", json_string(pos[0]));
+			json_object_set_new(o, "file", json_string(file));
 			json_object_set_new(o, "lines", json_integer((json_int_t)lines));
 			json_object_set_new(o, "granted", json_integer(g));
 			json_object_set_new(o, "unchanged", json_integer(u));
 			json_object_set_new(o, "kept_revoked", json_integer(k));
 			hc_policy_dump(ctx->out, o);
 		} else {
-			fprintf(ctx->out, "imported %s: %lld granted, %lld unchanged", pos[0], g, u);
+			fprintf(ctx->out, "imported %s: %lld granted, %lld unchanged", file, g, u);
 			if (k > 0)
 				fprintf(ctx->out, ", %lld kept opted out (the opt-out is later than the consent)",
 				        k);
@@ -975,28 +876,23 @@ int hc_policy_cmd_consent_import(hc_ctx_t *ctx, int argc, char **argv)
 
 int hc_policy_cmd_consent_show(hc_ctx_t *ctx, int argc, char **argv)
 {
-	static const hc_opt_t spec[] = {{"json", false}};
-	const char *v[1];
-	char *pos[1];
-	size_t npos = 0;
-	char err[512];
-	if (hc_cli_parse_opts(argc, argv, spec, 1, v, pos, 1, &npos, err, sizeof(err)) != 0) {
-		fprintf(ctx->err, "heraldctl: consent show: %s\n", err);
+	bool json;
+	char *number;
+	int exit_code = hc_policy_json_and_arg(ctx, "consent show",
+	                                       "which number? (heraldctl consent show "
+	                                       "+8613800138000)",
+	                                       argc, argv, &json, &number);
+	if (exit_code != HC_EXIT_OK)
+		return exit_code;
+	if (!hc_policy_is_e164(number)) {
+		fprintf(ctx->err, "heraldctl: consent show: '%.40s' is not an E.164 number (+ then "
+		                  "8 to 15 digits, the first not 0, no spaces)\n",
+		        number);
 		return HC_EXIT_USAGE;
 	}
-	if (npos != 1 || !hc_policy_is_e164(pos[0])) {
-		if (npos != 1)
-			fprintf(ctx->err, "heraldctl: consent show: which number? (heraldctl consent show "
-			                  "+8613800138000)\n");
-		else
-			fprintf(ctx->err, "heraldctl: consent show: '%.40s' is not an E.164 number (+ then "
-			                  "8 to 15 digits, the first not 0, no spaces)\n",
-			        pos[0]);
-		return HC_EXIT_USAGE;
-	}
-	const char *params[1] = {pos[0]};
+	const char *params[1] = {number};
 	PGresult *res = NULL;
-	int exit_code = hc_policy_run(
+	exit_code = hc_policy_run(
 		ctx, "consent show",
 		"SELECT number, state, " HC_POLICY_ISO("granted_at") ", granted_source, "
 		HC_POLICY_ISO("revoked_at") ", revoked_source, " HC_POLICY_ISO("updated_at") ", "
@@ -1009,7 +905,7 @@ int hc_policy_cmd_consent_show(hc_ctx_t *ctx, int argc, char **argv)
 	}
 	json_t *hist = hc_policy_jparse(hc_policy_cell(res, 0, 7));
 	const char *state = PQgetvalue(res, 0, 1);
-	if (v[0] != NULL) {
+	if (json) {
 		json_t *o = json_object();
 		static const char *const keys[] = {"number",     "state",          "granted_at",
 		                                   "granted_source", "revoked_at", "revoked_source",
@@ -1019,7 +915,7 @@ int hc_policy_cmd_consent_show(hc_ctx_t *ctx, int argc, char **argv)
 		json_object_set_new(o, "history", hist);
 		hc_policy_dump(ctx->out, o);
 	} else {
-		fprintf(ctx->out, "number   %s\n", pos[0]);
+		fprintf(ctx->out, "number   %s\n", number);
 		if (strcmp(state, "granted") == 0)
 			fprintf(ctx->out, "state    granted on %s UTC (source: %s)\n",
 			        PQgetvalue(res, 0, 8), PQgetvalue(res, 0, 3));
