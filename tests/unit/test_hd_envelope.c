@@ -2,13 +2,14 @@
  * NAME
  *	test_hd_envelope - the producer wire codec, as a client sees it
  * DESCRIPTION
- *	Frames are written in a small msgpack notation (see mp() below) and
- *	packed with msgpack-c, independently of the encoder under test.
- *	Covered: round trips of requests and replies, every field's wrong
- *	type, unknown and duplicate keys at every level, trailing bytes,
- *	truncation at every offset, counts larger than the frame, every
- *	limit at the limit and one past it, rid recovery from bad requests,
- *	version precedence, UTF-8, per-channel address and field rules.
+ *	Frames are written in a small msgpack notation (tf_mp() of
+ *	hd_test_frames) and packed with msgpack-c, independently of the
+ *	encoder under test. Covered: round trips of requests and replies,
+ *	every field's wrong type, unknown and duplicate keys at every level,
+ *	trailing bytes, truncation at every offset, counts larger than the
+ *	frame, every limit at the limit and one past it, rid recovery from
+ *	bad requests, version precedence, UTF-8, per-channel address and
+ *	field rules.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +17,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,234 +24,7 @@
 #include "hd_envelope.h"
 #include "hd_err.h"
 #include "hd_limits.h"
-
-/* ---- mp(): msgpack from a compact notation -------------------------------
- * value   := map | array | text | 'b' text | 'x' '\'' hex '\'' | number
- *          | nil | true | false
- * map     := '{' [value ':' value {',' value ':' value}] '}'
- * array   := '[' [value {',' value}] ']'
- * text    := piece {'+' piece}        (concatenation)
- * piece   := '\'' chars '\'' ['*' N]  (\\ \' \xNN escapes; *N repeats)
- * number  := ['-'] digits ['.' digits]   (a '.' makes it a float64)
- * x'..'   := raw bytes, copied as they are (to build broken frames)
- * The notation is printf-formatted first, so "%d" etc. work.
- */
-
-typedef struct bytes {
-	char *p;
-	size_t len, cap;
-} bytes_t;
-
-static void bytes_put(bytes_t *b, const void *p, size_t n)
-{
-	if (n == 0)
-		return;
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-}
-
-static int bytes_write(void *data, const char *p, size_t n)
-{
-	bytes_put(data, p, n);
-	return 0;
-}
-
-typedef struct parser {
-	const char *s;
-} parser_t;
-
-static void skip_ws(parser_t *ps)
-{
-	while (*ps->s == ' ' || *ps->s == '\n' || *ps->s == '\t')
-		ps->s++;
-}
-
-static unsigned hexval(char c)
-{
-	if (c >= '0' && c <= '9') return (unsigned)(c - '0');
-	if (c >= 'a' && c <= 'f') return (unsigned)(c - 'a' + 10);
-	if (c >= 'A' && c <= 'F') return (unsigned)(c - 'A' + 10);
-	fail_msg("bad hex digit %c", c);
-	return 0;
-}
-
-static void parse_text(parser_t *ps, bytes_t *out)
-{
-	for (;;) {
-		skip_ws(ps);
-		assert_true(*ps->s == '\'');
-		ps->s++;
-		bytes_t piece = {0};
-		while (*ps->s != '\'') {
-			assert_true(*ps->s != '\0');
-			char c = *ps->s++;
-			if (c == '\\') {
-				char e = *ps->s++;
-				if (e == 'x') {
-					char v = (char)(hexval(ps->s[0]) << 4 | hexval(ps->s[1]));
-					ps->s += 2;
-					bytes_put(&piece, &v, 1);
-					continue;
-				}
-				c = e;
-			}
-			bytes_put(&piece, &c, 1);
-		}
-		ps->s++;
-		unsigned long times = 1;
-		if (*ps->s == '*') {
-			char *end;
-			times = strtoul(ps->s + 1, &end, 10);
-			ps->s = end;
-		}
-		for (unsigned long i = 0; i < times; i++)
-			bytes_put(out, piece.p ? piece.p : "", piece.len);
-		free(piece.p);
-		skip_ws(ps);
-		if (*ps->s != '+')
-			return;
-		ps->s++;
-	}
-}
-
-static void parse_value(parser_t *ps, msgpack_packer *pk);
-
-static size_t parse_items(parser_t *ps, msgpack_packer *pk, char close, bool pairs)
-{
-	size_t n = 0;
-	skip_ws(ps);
-	if (*ps->s == close) {
-		ps->s++;
-		return 0;
-	}
-	for (;;) {
-		parse_value(ps, pk);
-		if (pairs) {
-			skip_ws(ps);
-			assert_true(*ps->s == ':');
-			ps->s++;
-			parse_value(ps, pk);
-		}
-		n++;
-		skip_ws(ps);
-		if (*ps->s == close) {
-			ps->s++;
-			return n;
-		}
-		assert_true(*ps->s == ',');
-		ps->s++;
-	}
-}
-
-static void parse_value(parser_t *ps, msgpack_packer *pk)
-{
-	skip_ws(ps);
-	char c = *ps->s;
-	if (c == '{' || c == '[') {
-		ps->s++;
-		bytes_t inner = {0};
-		msgpack_packer ipk;
-		msgpack_packer_init(&ipk, &inner, bytes_write);
-		size_t n = parse_items(ps, &ipk, c == '{' ? '}' : ']', c == '{');
-		if (c == '{')
-			msgpack_pack_map(pk, n);
-		else
-			msgpack_pack_array(pk, n);
-		if (inner.len)
-			pk->callback(pk->data, inner.p, inner.len);
-		free(inner.p);
-	} else if (c == '\'') {
-		bytes_t t = {0};
-		parse_text(ps, &t);
-		msgpack_pack_str_with_body(pk, t.p ? t.p : "", t.len);
-		free(t.p);
-	} else if (c == 'b' && ps->s[1] == '\'') {
-		ps->s++;
-		bytes_t t = {0};
-		parse_text(ps, &t);
-		msgpack_pack_bin_with_body(pk, t.p ? t.p : "", t.len);
-		free(t.p);
-	} else if (c == 'x' && ps->s[1] == '\'') {
-		ps->s += 2;
-		while (*ps->s != '\'') {
-			if (*ps->s == ' ') {
-				ps->s++;
-				continue;
-			}
-			char v = (char)(hexval(ps->s[0]) << 4 | hexval(ps->s[1]));
-			ps->s += 2;
-			pk->callback(pk->data, &v, 1);
-		}
-		ps->s++;
-	} else if (strncmp(ps->s, "nil", 3) == 0) {
-		ps->s += 3;
-		msgpack_pack_nil(pk);
-	} else if (strncmp(ps->s, "true", 4) == 0) {
-		ps->s += 4;
-		msgpack_pack_true(pk);
-	} else if (strncmp(ps->s, "false", 5) == 0) {
-		ps->s += 5;
-		msgpack_pack_false(pk);
-	} else if (c == '-' || (c >= '0' && c <= '9')) {
-		const char *start = ps->s;
-		ps->s++;
-		while ((*ps->s >= '0' && *ps->s <= '9') || *ps->s == '.')
-			ps->s++;
-		char num[64];
-		size_t n = (size_t)(ps->s - start);
-		assert_true(n < sizeof num);
-		memcpy(num, start, n);
-		num[n] = '\0';
-		if (strchr(num, '.'))
-			msgpack_pack_double(pk, strtod(num, NULL));
-		else if (c == '-')
-			msgpack_pack_int64(pk, strtoll(num, NULL, 10));
-		else
-			msgpack_pack_uint64(pk, strtoull(num, NULL, 10));
-	} else {
-		fail_msg("cannot parse notation at: %.20s", ps->s);
-	}
-}
-
-/* Caller frees the result. */
-__attribute__((format(printf, 2, 3)))
-static uint8_t *mp(size_t *len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *text = NULL;
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	text = malloc((size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(text, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-
-	bytes_t out = {0};
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, &out, bytes_write);
-	parser_t ps = {text};
-	parse_value(&ps, &pk);
-	skip_ws(&ps);
-	while (*ps.s) /* more values: a frame with trailing items */
-		parse_value(&ps, &pk), skip_ws(&ps);
-	free(text);
-	*len = out.len;
-	return (uint8_t *)out.p;
-}
-
-static const uint8_t *find_bytes(const uint8_t *hay, size_t n, const char *needle, size_t m)
-{
-	for (size_t i = 0; i + m <= n; i++)
-		if (memcmp(hay + i, needle, m) == 0)
-			return hay + i;
-	return NULL;
-}
+#include "hd_test_frames.h"
 
 /* ---- frames used throughout ---------------------------------------------- */
 
@@ -279,7 +52,7 @@ static void expect_error_max(int code, const char *field, size_t max_recipients,
 #define EXPECT_ERR(code, field, ...)                                              \
 	do {                                                                      \
 		size_t len_;                                                      \
-		uint8_t *buf_ = mp(&len_, __VA_ARGS__);                           \
+		uint8_t *buf_ = tf_mp(&len_, __VA_ARGS__);                        \
 		expect_error_max((code), (field), 0, buf_, len_, #__VA_ARGS__);   \
 		free(buf_);                                                       \
 	} while (0)
@@ -298,7 +71,7 @@ static void expect_ok_buf(const uint8_t *buf, size_t len, hd_request_t *req, con
 	do {                                                                      \
 		size_t len_;                                                      \
 		hd_request_t req_;                                                \
-		uint8_t *buf_ = mp(&len_, __VA_ARGS__);                           \
+		uint8_t *buf_ = tf_mp(&len_, __VA_ARGS__);                        \
 		expect_ok_buf(buf_, len_, &req_, #__VA_ARGS__);                   \
 		hd_request_clear(&req_);                                          \
 		free(buf_);                                                       \
@@ -331,57 +104,6 @@ static hd_request_t full_request(void)
 	return req;
 }
 
-static void assert_str_eq_or_null(const char *a, const char *b)
-{
-	if (!a || !b)
-		assert_ptr_equal(a, b);
-	else
-		assert_string_equal(a, b);
-}
-
-static void assert_msg_equal(const hd_msg_t *a, const hd_msg_t *b)
-{
-	assert_int_equal(a->channel, b->channel);
-	assert_string_equal(a->sender, b->sender);
-	assert_int_equal(a->to_count, b->to_count);
-	for (size_t i = 0; i < a->to_count; i++)
-		assert_string_equal(a->to[i], b->to[i]);
-	assert_int_equal(a->cc_count, b->cc_count);
-	for (size_t i = 0; i < a->cc_count; i++)
-		assert_string_equal(a->cc[i], b->cc[i]);
-	assert_str_eq_or_null(a->cc_reason, b->cc_reason);
-	assert_str_eq_or_null(a->subject, b->subject);
-	assert_str_eq_or_null(a->body, b->body);
-	assert_str_eq_or_null(a->html, b->html);
-	assert_int_equal(a->attachment_count, b->attachment_count);
-	for (size_t i = 0; i < a->attachment_count; i++) {
-		assert_string_equal(a->attachments[i].name, b->attachments[i].name);
-		assert_string_equal(a->attachments[i].mime_type, b->attachments[i].mime_type);
-		assert_int_equal(a->attachments[i].size, b->attachments[i].size);
-		if (a->attachments[i].size)
-			assert_memory_equal(a->attachments[i].data, b->attachments[i].data,
-					    a->attachments[i].size);
-	}
-	assert_int_equal(a->flags, b->flags);
-	assert_int_equal(a->purpose, b->purpose);
-	assert_int_equal(a->reply_by, b->reply_by);
-	assert_int_equal(a->bulk != NULL, b->bulk != NULL);
-	if (a->bulk) {
-		assert_string_equal(a->bulk->purpose, b->bulk->purpose);
-		assert_string_equal(a->bulk->audience, b->bulk->audience);
-		assert_int_equal(a->bulk->recipient_count, b->bulk->recipient_count);
-		assert_string_equal(a->bulk->summary, b->bulk->summary);
-	}
-	assert_str_eq_or_null(a->idempotency_key, b->idempotency_key);
-	assert_int_equal(a->tag_count, b->tag_count);
-	for (size_t i = 0; i < a->tag_count; i++) {
-		assert_string_equal(a->tags[i].key, b->tags[i].key);
-		assert_string_equal(a->tags[i].value, b->tags[i].value);
-	}
-}
-
-/* ---- round trips --------------------------------------------------------- */
-
 static void test_a_full_request_survives_encode_then_decode(void **state)
 {
 	(void)state;
@@ -395,7 +117,7 @@ static void test_a_full_request_survives_encode_then_decode(void **state)
 	assert_true(out.rid == in.rid);
 	assert_int_equal(out.op, HD_OP_SUBMIT);
 	assert_string_equal(out.app, in.app);
-	assert_msg_equal(in.msg, out.msg);
+	tf_assert_msg_equal(in.msg, out.msg);
 
 	/* Re-encoding the decoded request gives the same bytes. */
 	uint8_t *buf2;
@@ -427,7 +149,7 @@ static void test_sms_and_im_requests_survive_encode_then_decode(void **state)
 		assert_int_equal(hd_envelope_encode_request(&in, &buf, &len), HD_OK);
 		hd_request_t out;
 		expect_ok_buf(buf, len, &out, "sms/im");
-		assert_msg_equal(in.msg, out.msg);
+		tf_assert_msg_equal(in.msg, out.msg);
 		free(buf);
 		hd_request_clear(&in);
 		hd_request_clear(&out);
@@ -518,7 +240,7 @@ static void test_a_request_truncated_at_any_byte_is_malformed_and_keeps_its_rid(
 	size_t len;
 	assert_int_equal(hd_envelope_encode_request(&in, &buf, &len), HD_OK);
 	/* rid is the second key: its value ends 9 bytes after "rid" (uint64). */
-	const uint8_t *rid_key = find_bytes(buf, len, "\xa3rid", 4);
+	const uint8_t *rid_key = tf_find_bytes(buf, len, "\xa3rid", 4);
 	assert_non_null(rid_key);
 	size_t rid_end = (size_t)(rid_key - buf) + 4 + 9;
 	for (size_t cut = 0; cut < len; cut++) {
@@ -682,7 +404,7 @@ static void test_every_message_field_checks_its_type(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		/* The base fields come after the case so it is the first error met. */
 		size_t len;
-		uint8_t *buf = mp(&len, "{" HDR ",'msg':{%s,%s}}", cases[i].value,
+		uint8_t *buf = tf_mp(&len, "{" HDR ",'msg':{%s,%s}}", cases[i].value,
 				  "'channel':'email','from':'a@example.com','to':['x@example.org']");
 		/* The case's key comes first, so its error wins over the later duplicate. */
 		hd_request_t req;
@@ -832,8 +554,8 @@ static void check_limit(const char *field, uint8_t *at, size_t at_len, uint8_t *
 #define CHECK_TEXT_LIMIT(field, fmt, limit)                                       \
 	do {                                                                      \
 		size_t la_, lb_;                                                  \
-		uint8_t *a_ = mp(&la_, fmt, (int)(limit));                        \
-		uint8_t *b_ = mp(&lb_, fmt, (int)(limit) + 1);                    \
+		uint8_t *a_ = tf_mp(&la_, fmt, (int)(limit));                     \
+		uint8_t *b_ = tf_mp(&lb_, fmt, (int)(limit) + 1);                 \
 		check_limit((field), a_, la_, b_, lb_);                           \
 	} while (0)
 
@@ -981,7 +703,7 @@ static void test_recipients_are_limited_by_to_plus_cc(void **state)
 	EXPECT_OK("{" HDR ",'msg':{'channel':'email','from':'a@example.com','cc':['c@example.com'],"
 		  "'to':['x@example.org']}}");
 	size_t l2;
-	uint8_t *b2 = mp(&l2, "{" HDR ",'msg':{'channel':'email','from':'a@example.com',"
+	uint8_t *b2 = tf_mp(&l2, "{" HDR ",'msg':{'channel':'email','from':'a@example.com',"
 			 "'cc':['c@example.com','d@example.com'],'to':['x@example.org']}}");
 	expect_error_max(HD_E_TOOBIG, "msg.to", 2, b2, l2, "cc then to");
 	free(b2);
@@ -996,7 +718,7 @@ static void test_recipients_are_limited_by_to_plus_cc(void **state)
 static uint64_t rid_of_bad(const char *notation)
 {
 	size_t len;
-	uint8_t *buf = mp(&len, "%s", notation);
+	uint8_t *buf = tf_mp(&len, "%s", notation);
 	hd_request_t req;
 	hd_decode_error_t err;
 	int rc = hd_envelope_decode_request(buf, len, 0, &req, &err);
@@ -1159,7 +881,7 @@ static void test_an_error_reply_survives_encode_then_decode(void **state)
 	assert_string_equal(out.field, "msg.to[3]");
 	assert_false(out.retryable);
 	assert_int_equal(out.retry_after_ms, 0);
-	assert_null(find_bytes(buf, len, "retry_after_ms", 14));
+	assert_null(tf_find_bytes(buf, len, "retry_after_ms", 14));
 	free(buf);
 }
 
@@ -1228,7 +950,7 @@ static void test_encode_reply_caps_findings_and_unknown_codes(void **state)
 static void expect_reply_error(int code, const char *field, const char *notation)
 {
 	size_t len;
-	uint8_t *buf = mp(&len, "%s", notation);
+	uint8_t *buf = tf_mp(&len, "%s", notation);
 	hd_reply_t out;
 	hd_decode_error_t err;
 	int rc = hd_envelope_decode_reply(buf, len, &out, &err);
@@ -1271,7 +993,7 @@ static void test_reply_decoding_is_as_strict_as_request_decoding(void **state)
 	expect_reply_error(HD_E_INVALID, "duplicate", "{'v':1,'rid':1,'ok':false,'duplicate':true}");
 	/* An unknown code name from a newer server still decodes, as internal. */
 	size_t len;
-	uint8_t *buf = mp(&len, "{'v':1,'rid':1,'ok':false,'code':'quota','field':'',"
+	uint8_t *buf = tf_mp(&len, "{'v':1,'rid':1,'ok':false,'code':'quota','field':'',"
 			  "'reason':'r','retryable':false}");
 	hd_reply_t out;
 	assert_int_equal(hd_envelope_decode_reply(buf, len, &out, NULL), HD_OK);

@@ -2,16 +2,17 @@
  * NAME
  *	test_hd_wire - the broker <-> worker codec, as heraldd and a worker see it
  * DESCRIPTION
- *	Frames are written in a small msgpack notation (mp(), the same as in
- *	test_hd_envelope) and packed with msgpack-c, independently of the
- *	encoder under test. Covered: round trips of every frame type, the
- *	documented bytes of HB and BYE, the JOB's msg encoded byte for byte
- *	as a producer's, every error class (malformed, version,
- *	unknown_field, wrong_type, missing, too_big, invalid) with its field,
- *	truncation at every offset, counts larger than the frame, limits at
- *	the limit and one past it, the frame type deciding its keys, the
- *	JOB's recipient belonging to its message, what the encoder refuses
- *	or cleans, and hd_wire_peek_job on undecodable jobs.
+ *	Frames are written in a small msgpack notation (tf_mp() of
+ *	hd_test_frames, shared with test_hd_envelope) and packed with
+ *	msgpack-c, independently of the encoder under test. Covered: round
+ *	trips of every frame type, the documented bytes of HB and BYE, the
+ *	JOB's msg encoded byte for byte as a producer's, every error class
+ *	(malformed, version, unknown_field, wrong_type, missing, too_big,
+ *	invalid) with its field, truncation at every offset, counts larger
+ *	than the frame, limits at the limit and one past it, the frame type
+ *	deciding its keys, the JOB's recipient belonging to its message,
+ *	what the encoder refuses or cleans, and hd_wire_peek_job on
+ *	undecodable jobs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,274 +28,8 @@
 #include "hd_envelope.h"
 #include "hd_err.h"
 #include "hd_limits.h"
+#include "hd_test_frames.h"
 #include "hd_wire.h"
-
-/* ---- mp(): msgpack from a compact notation -------------------------------
- * value   := map | array | text | 'b' text | 'x' '\'' hex '\'' | number
- *          | nil | true | false
- * map     := '{' [value ':' value {',' value ':' value}] '}'
- * array   := '[' [value {',' value}] ']'
- * text    := piece {'+' piece}        (concatenation)
- * piece   := '\'' chars '\'' ['*' N]  (\\ \' \xNN escapes; *N repeats)
- * number  := ['-'] digits ['.' digits]   (a '.' makes it a float64)
- * x'..'   := raw bytes, copied as they are (to build broken frames)
- * The notation is printf-formatted first, so "%d" etc. work.
- */
-
-typedef struct bytes {
-	char *p;
-	size_t len, cap;
-} bytes_t;
-
-static void bytes_put(bytes_t *b, const void *p, size_t n)
-{
-	if (n == 0)
-		return;
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2 + 64;
-		b->p = realloc(b->p, b->cap);
-		assert_non_null(b->p);
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-}
-
-static int bytes_write(void *data, const char *p, size_t n)
-{
-	bytes_put(data, p, n);
-	return 0;
-}
-
-typedef struct parser {
-	const char *s;
-} parser_t;
-
-static void skip_ws(parser_t *ps)
-{
-	while (*ps->s == ' ' || *ps->s == '\n' || *ps->s == '\t')
-		ps->s++;
-}
-
-static unsigned hexval(char c)
-{
-	if (c >= '0' && c <= '9') return (unsigned)(c - '0');
-	if (c >= 'a' && c <= 'f') return (unsigned)(c - 'a' + 10);
-	if (c >= 'A' && c <= 'F') return (unsigned)(c - 'A' + 10);
-	fail_msg("bad hex digit %c", c);
-	return 0;
-}
-
-static void parse_text(parser_t *ps, bytes_t *out)
-{
-	for (;;) {
-		skip_ws(ps);
-		assert_true(*ps->s == '\'');
-		ps->s++;
-		bytes_t piece = {0};
-		while (*ps->s != '\'') {
-			assert_true(*ps->s != '\0');
-			char c = *ps->s++;
-			if (c == '\\') {
-				char e = *ps->s++;
-				if (e == 'x') {
-					char v = (char)(hexval(ps->s[0]) << 4 | hexval(ps->s[1]));
-					ps->s += 2;
-					bytes_put(&piece, &v, 1);
-					continue;
-				}
-				c = e;
-			}
-			bytes_put(&piece, &c, 1);
-		}
-		ps->s++;
-		unsigned long times = 1;
-		if (*ps->s == '*') {
-			char *end;
-			times = strtoul(ps->s + 1, &end, 10);
-			ps->s = end;
-		}
-		for (unsigned long i = 0; i < times; i++)
-			bytes_put(out, piece.p ? piece.p : "", piece.len);
-		free(piece.p);
-		skip_ws(ps);
-		if (*ps->s != '+')
-			return;
-		ps->s++;
-	}
-}
-
-static void parse_value(parser_t *ps, msgpack_packer *pk);
-
-static size_t parse_items(parser_t *ps, msgpack_packer *pk, char close, bool pairs)
-{
-	size_t n = 0;
-	skip_ws(ps);
-	if (*ps->s == close) {
-		ps->s++;
-		return 0;
-	}
-	for (;;) {
-		parse_value(ps, pk);
-		if (pairs) {
-			skip_ws(ps);
-			assert_true(*ps->s == ':');
-			ps->s++;
-			parse_value(ps, pk);
-		}
-		n++;
-		skip_ws(ps);
-		if (*ps->s == close) {
-			ps->s++;
-			return n;
-		}
-		assert_true(*ps->s == ',');
-		ps->s++;
-	}
-}
-
-static void parse_value(parser_t *ps, msgpack_packer *pk)
-{
-	skip_ws(ps);
-	char c = *ps->s;
-	if (c == '{' || c == '[') {
-		ps->s++;
-		bytes_t inner = {0};
-		msgpack_packer ipk;
-		msgpack_packer_init(&ipk, &inner, bytes_write);
-		size_t n = parse_items(ps, &ipk, c == '{' ? '}' : ']', c == '{');
-		if (c == '{')
-			msgpack_pack_map(pk, n);
-		else
-			msgpack_pack_array(pk, n);
-		if (inner.len)
-			pk->callback(pk->data, inner.p, inner.len);
-		free(inner.p);
-	} else if (c == '\'') {
-		bytes_t t = {0};
-		parse_text(ps, &t);
-		msgpack_pack_str_with_body(pk, t.p ? t.p : "", t.len);
-		free(t.p);
-	} else if (c == 'b' && ps->s[1] == '\'') {
-		ps->s++;
-		bytes_t t = {0};
-		parse_text(ps, &t);
-		msgpack_pack_bin_with_body(pk, t.p ? t.p : "", t.len);
-		free(t.p);
-	} else if (c == 'x' && ps->s[1] == '\'') {
-		ps->s += 2;
-		while (*ps->s != '\'') {
-			if (*ps->s == ' ') {
-				ps->s++;
-				continue;
-			}
-			char v = (char)(hexval(ps->s[0]) << 4 | hexval(ps->s[1]));
-			ps->s += 2;
-			pk->callback(pk->data, &v, 1);
-		}
-		ps->s++;
-	} else if (strncmp(ps->s, "nil", 3) == 0) {
-		ps->s += 3;
-		msgpack_pack_nil(pk);
-	} else if (strncmp(ps->s, "true", 4) == 0) {
-		ps->s += 4;
-		msgpack_pack_true(pk);
-	} else if (strncmp(ps->s, "false", 5) == 0) {
-		ps->s += 5;
-		msgpack_pack_false(pk);
-	} else if (c == '-' || (c >= '0' && c <= '9')) {
-		const char *start = ps->s;
-		ps->s++;
-		while ((*ps->s >= '0' && *ps->s <= '9') || *ps->s == '.')
-			ps->s++;
-		char num[64];
-		size_t n = (size_t)(ps->s - start);
-		assert_true(n < sizeof num);
-		memcpy(num, start, n);
-		num[n] = '\0';
-		if (strchr(num, '.'))
-			msgpack_pack_double(pk, strtod(num, NULL));
-		else if (c == '-')
-			msgpack_pack_int64(pk, strtoll(num, NULL, 10));
-		else
-			msgpack_pack_uint64(pk, strtoull(num, NULL, 10));
-	} else {
-		fail_msg("cannot parse notation at: %.20s", ps->s);
-	}
-}
-
-/* Caller frees the result. */
-__attribute__((format(printf, 2, 3)))
-static uint8_t *mp(size_t *len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *text = NULL;
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	text = malloc((size_t)n + 1);
-	va_start(ap, fmt);
-	vsnprintf(text, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-
-	bytes_t out = {0};
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, &out, bytes_write);
-	parser_t ps = {text};
-	parse_value(&ps, &pk);
-	skip_ws(&ps);
-	while (*ps.s) /* more values: a frame with trailing items */
-		parse_value(&ps, &pk), skip_ws(&ps);
-	free(text);
-	*len = out.len;
-	return (uint8_t *)out.p;
-}
-
-static const uint8_t *find_bytes(const uint8_t *hay, size_t n, const char *needle, size_t m)
-{
-	for (size_t i = 0; i + m <= n; i++)
-		if (memcmp(hay + i, needle, m) == 0)
-			return hay + i;
-	return NULL;
-}
-
-
-static void assert_str_eq_or_null(const char *a, const char *b)
-{
-	if (!a || !b)
-		assert_ptr_equal(a, b);
-	else
-		assert_string_equal(a, b);
-}
-
-static void assert_msg_equal(const hd_msg_t *a, const hd_msg_t *b)
-{
-	assert_int_equal(a->channel, b->channel);
-	assert_string_equal(a->sender, b->sender);
-	assert_int_equal(a->to_count, b->to_count);
-	for (size_t i = 0; i < a->to_count; i++)
-		assert_string_equal(a->to[i], b->to[i]);
-	assert_int_equal(a->cc_count, b->cc_count);
-	for (size_t i = 0; i < a->cc_count; i++)
-		assert_string_equal(a->cc[i], b->cc[i]);
-	assert_str_eq_or_null(a->cc_reason, b->cc_reason);
-	assert_str_eq_or_null(a->subject, b->subject);
-	assert_str_eq_or_null(a->body, b->body);
-	assert_str_eq_or_null(a->html, b->html);
-	assert_int_equal(a->attachment_count, b->attachment_count);
-	for (size_t i = 0; i < a->attachment_count; i++) {
-		assert_string_equal(a->attachments[i].name, b->attachments[i].name);
-		assert_int_equal(a->attachments[i].size, b->attachments[i].size);
-		if (a->attachments[i].size)
-			assert_memory_equal(a->attachments[i].data, b->attachments[i].data,
-					    a->attachments[i].size);
-	}
-	assert_int_equal(a->flags, b->flags);
-	assert_int_equal(a->purpose, b->purpose);
-	assert_int_equal(a->reply_by, b->reply_by);
-	assert_int_equal(a->bulk != NULL, b->bulk != NULL);
-	assert_str_eq_or_null(a->idempotency_key, b->idempotency_key);
-	assert_int_equal(a->tag_count, b->tag_count);
-}
 
 /* ---- frames used throughout ---------------------------------------------- */
 
@@ -325,7 +60,7 @@ static void expect_error_buf(int code, const char *field, const uint8_t *buf, si
 #define EXPECT_ERR(code, field, ...)                                              \
 	do {                                                                      \
 		size_t len_;                                                      \
-		uint8_t *buf_ = mp(&len_, __VA_ARGS__);                           \
+		uint8_t *buf_ = tf_mp(&len_, __VA_ARGS__);                        \
 		expect_error_buf((code), (field), buf_, len_, #__VA_ARGS__);      \
 		free(buf_);                                                       \
 	} while (0)
@@ -343,7 +78,7 @@ static void expect_ok_buf(const uint8_t *buf, size_t len, hd_wire_frame_t *f, co
 	do {                                                                      \
 		size_t len_;                                                      \
 		hd_wire_frame_t f_;                                               \
-		uint8_t *buf_ = mp(&len_, __VA_ARGS__);                           \
+		uint8_t *buf_ = tf_mp(&len_, __VA_ARGS__);                        \
 		expect_ok_buf(buf_, len_, &f_, #__VA_ARGS__);                     \
 		assert_int_equal(f_.type, (type_));                               \
 		hd_wire_frame_clear(&f_);                                         \
@@ -451,7 +186,7 @@ static void test_a_job_frame_survives_encode_then_decode_with_its_whole_message(
 	assert_string_equal(out.u.job.recipient, "carol@[10.0.0.1]");
 	assert_string_equal(out.u.job.kind, "cc");
 	assert_int_equal(out.u.job.klass, HD_CLASS_IMPORTANT);
-	assert_msg_equal(in.u.job.msg, out.u.job.msg);
+	tf_assert_msg_equal(in.u.job.msg, out.u.job.msg);
 	hd_wire_frame_clear(&in);
 	hd_wire_frame_clear(&out);
 	assert_null(out.u.job.msg);
@@ -480,8 +215,8 @@ static void test_a_result_frame_survives_encode_then_decode_with_and_without_opt
 	uint8_t *buf;
 	size_t len;
 	encode_ok(&in, &buf, &len);
-	assert_null(find_bytes(buf, len, "retry_after_ms", 14));
-	assert_null(find_bytes(buf, len, "provider_id", 11));
+	assert_null(tf_find_bytes(buf, len, "retry_after_ms", 14));
+	assert_null(tf_find_bytes(buf, len, "provider_id", 11));
 	expect_ok_buf(buf, len, &out, "delivered");
 	assert_int_equal(out.u.result.outcome, HD_OUTCOME_DELIVERED);
 	assert_int_equal(out.u.result.retry_after_ms, 0);
@@ -528,7 +263,7 @@ static void test_a_ready_frame_encodes_to_the_documented_bytes(void **state)
 	size_t len;
 	encode_ok(&f, &buf, &len);
 	size_t elen;
-	uint8_t *expect = mp(&elen, "{" VT("ready") ",'name':'w1','channels':['email'],"
+	uint8_t *expect = tf_mp(&elen, "{" VT("ready") ",'name':'w1','channels':['email'],"
 			     "'credit':64,'heartbeat_ms':1000}");
 	assert_int_equal(len, elen);
 	assert_memory_equal(buf, expect, len);
@@ -547,7 +282,7 @@ static uint8_t *unhex(const char *hex, size_t *len)
 			p++;
 			continue;
 		}
-		out[n++] = (uint8_t)(hexval(p[0]) << 4 | hexval(p[1]));
+		out[n++] = (uint8_t)(tf_hexval(p[0]) << 4 | tf_hexval(p[1]));
 		p += 2;
 	}
 	*len = n;
@@ -658,7 +393,7 @@ static void test_the_job_msg_is_encoded_byte_for_byte_as_a_producer_msg(void **s
 	hd_decode_error_t err;
 	assert_int_equal(hd_envelope_decode_msg(&r, NULL, 0, &m, &err), HD_OK);
 	assert_int_equal(hd_mpack_remaining(&r), 0);
-	assert_msg_equal(req.msg, m);
+	tf_assert_msg_equal(req.msg, m);
 	hd_msg_destroy(&m);
 	/* A recipient limit applies as for requests; the reader does not move on failure. */
 	hd_mpack_reader_init(&r, sb.data, sb.size);
@@ -901,7 +636,7 @@ static void test_the_frame_type_decides_which_fields_are_allowed(void **state)
 	hd_wire_frame_t f;
 	hd_decode_error_t err;
 	size_t len;
-	uint8_t *buf = mp(&len, "{" VT("hb") ",'credit':1}");
+	uint8_t *buf = tf_mp(&len, "{" VT("hb") ",'credit':1}");
 	hd_wire_decode(buf, len, &f, &err);
 	assert_string_equal(err.reason, "unknown field for a hb frame");
 	free(buf);
@@ -1110,7 +845,7 @@ static void test_peek_job_finds_the_ids_of_a_job_that_does_not_decode(void **sta
 	int64_t id = 0;
 	uint32_t attempt = 0;
 	size_t len;
-	uint8_t *buf = mp(&len, "{" VT("job") "," JOB_IDS ",'recipient':'y@example.org','kind':'to',"
+	uint8_t *buf = tf_mp(&len, "{" VT("job") "," JOB_IDS ",'recipient':'y@example.org','kind':'to',"
 			  "'class':'general','msg':{'channel':'email','from':'a@example.com','to':['bad']}}");
 	hd_wire_frame_t f;
 	assert_int_equal(hd_wire_decode(buf, len, &f, NULL), HD_E_INVALID);
@@ -1119,16 +854,16 @@ static void test_peek_job_finds_the_ids_of_a_job_that_does_not_decode(void **sta
 	assert_int_equal(attempt, 2);
 	free(buf);
 	/* Not a job, or ids missing or unusable: nothing to answer. */
-	buf = mp(&len, "{" RESULT "}");
+	buf = tf_mp(&len, "{" RESULT "}");
 	assert_false(hd_wire_peek_job(buf, len, &id, &attempt));
 	free(buf);
-	buf = mp(&len, "{" VT("job") ",'delivery_id':5}");
+	buf = tf_mp(&len, "{" VT("job") ",'delivery_id':5}");
 	assert_false(hd_wire_peek_job(buf, len, &id, &attempt));
 	free(buf);
-	buf = mp(&len, "{" VT("job") ",'delivery_id':0,'attempt':1}");
+	buf = tf_mp(&len, "{" VT("job") ",'delivery_id':0,'attempt':1}");
 	assert_false(hd_wire_peek_job(buf, len, &id, &attempt));
 	free(buf);
-	buf = mp(&len, "{'attempt':1,'delivery_id':8,'t':'job','x':x'c1'}");
+	buf = tf_mp(&len, "{'attempt':1,'delivery_id':8,'t':'job','x':x'c1'}");
 	assert_true(hd_wire_peek_job(buf, len, &id, &attempt));
 	assert_int_equal(id, 8);
 	free(buf);
