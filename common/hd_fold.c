@@ -23,16 +23,19 @@ static const utf8proc_option_t hd_fold_options =
 
 /*
  * The fold of every Basic Multilingual Plane code point, computed once
- * with utf8proc: the one code point it folds to (white space as ' '),
+ * with utf8proc: the one BMP code point it folds to (white space as ' '),
  * HD_FOLD_DROP when it folds to nothing (ignorable, combining mark), or
- * HD_FOLD_SLOW when it decomposes into several code points. Folding is
- * then a table look-up per character for nearly all real text.
+ * HD_FOLD_SLOW when it decomposes into several code points or leaves the
+ * BMP. Folding is then a table look-up per character for nearly all real
+ * text; 16-bit entries keep the table (128 KB) in the cache. The two
+ * sentinels are the noncharacters U+FFFE and U+FFFF, which themselves go
+ * the slow way.
  */
-#define HD_FOLD_DROP 0xfffffffeu
-#define HD_FOLD_SLOW 0xffffffffu
+#define HD_FOLD_DROP 0xfffeu
+#define HD_FOLD_SLOW 0xffffu
 #define HD_FOLD_BMP  0x10000u
 
-static uint32_t *hd_fold_bmp;
+static uint16_t *hd_fold_bmp;
 static pthread_once_t hd_fold_bmp_once = PTHREAD_ONCE_INIT;
 
 static void hd_fold_reserve(hd_fold_buf_t *out, size_t more)
@@ -59,9 +62,9 @@ static bool hd_fold_is_space(utf8proc_int32_t cp)
 
 static void hd_fold_build_bmp(void)
 {
-	uint32_t *t = hd_malloc(HD_FOLD_BMP * sizeof(*t));
+	uint16_t *t = hd_malloc(HD_FOLD_BMP * sizeof(*t));
 	for (utf8proc_int32_t cp = 0; cp < (utf8proc_int32_t)HD_FOLD_BMP; cp++) {
-		if (cp >= 0xd800 && cp <= 0xdfff) {
+		if ((cp >= 0xd800 && cp <= 0xdfff) || cp >= 0xfffe) {
 			t[cp] = HD_FOLD_SLOW;  /* never reached: not valid UTF-8 */
 			continue;
 		}
@@ -71,8 +74,10 @@ static void hd_fold_build_bmp(void)
 							     hd_fold_options, &boundclass);
 		if (m == 0)
 			t[cp] = HD_FOLD_DROP;
-		else if (m == 1)
-			t[cp] = hd_fold_is_space(dec[0]) ? ' ' : (uint32_t)dec[0];
+		else if (m == 1 && hd_fold_is_space(dec[0]))
+			t[cp] = ' ';
+		else if (m == 1 && dec[0] < 0xfffe)
+			t[cp] = (uint16_t)dec[0];
 		else
 			t[cp] = HD_FOLD_SLOW;
 	}

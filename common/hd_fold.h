@@ -17,7 +17,7 @@
  *	  - every run of white space (any Unicode space, tab, newline) made
  *	    one ASCII space, and none at the ends.
  *	The fold of every Basic Multilingual Plane character is computed
- *	once with utf8proc into a 256 KB table (hd_fold_init, or the first
+ *	once with utf8proc into a 128 KB table (hd_fold_init, or the first
  *	hd_fold), so folding is one look-up per character; characters that
  *	decompose into several, and those beyond the BMP, go through
  *	utf8proc at run time. Pure apart from that table: no I/O, no logging.
