@@ -552,6 +552,35 @@ def test_A3_bulk_and_important_need_both_sets_of_approvals():
     assert delivery_states(mid) == ["queued", "queued"]
 
 
+def test_one_approval_is_sealed_in_one_audit_link_with_its_events_in_order():
+    # 005_approve_fast writes every event of an approval in one statement:
+    # one link per approval, request events by request id, release last.
+    app = {"purpose": "p", "audience": "a", "recipient_count": 3, "summary": "s"}
+    (mid,) = intake([entry(klass="bulk", bulk=app, important=True,
+                           to=["r1@example.org", "r2@example.org", "r3@example.org"])])
+    req_ids = [int(r) for (r,) in sql("SELECT id FROM herald.approval_requests "
+                                      "WHERE message_id = %d ORDER BY id" % mid)]
+    assert len(req_ids) == 2, req_ids
+    links_before = int(value("SELECT count(*) FROM herald.audit_links"))
+    got = approve(mid, "carol", "both")
+    assert [(rid, rel) for rid, _, _, rel in got] == [(req_ids[0], True), (req_ids[1], True)], got
+    assert int(value("SELECT count(*) FROM herald.audit_links")) == links_before + 1
+    rows = sql("SELECT e.id, e.kind, e.detail, l.event_ids FROM herald.audit_events AS e "
+               "JOIN herald.audit_links AS l ON e.id = ANY (l.event_ids) "
+               "WHERE e.message_id = %d AND e.kind IN ('approval.approved', 'message.released') "
+               "ORDER BY e.id" % mid)
+    assert [r[1] for r in rows] == ["approval.approved", "approval.approved",
+                                    "message.released"], rows
+    assert len({r[3] for r in rows}) == 1, "one link holds all three"
+    assert rows[0][3] == "{%s}" % ",".join(r[0] for r in rows), rows
+    details = [json.loads(r[2]) for r in rows]
+    assert [d.get("request_id") for d in details[:2]] == req_ids, details
+    assert all(d["by"] == "carol@example.com" and d["comment"] == "both" for d in details[:2])
+    assert details[2] == {"deliveries": 3, "by": "carol@example.com"}, details[2]
+    assert delivery_states(mid) == ["queued"] * 3
+    assert verify() == []
+
+
 def test_held_for_me_lists_only_what_the_caller_can_act_on_now():
     (imp, maj) = intake([entry("bob@example.com", "important"),
                          entry("bob@example.com", "important", major=True)])
@@ -653,6 +682,7 @@ TESTS = [
     test_A2_2_reminders_are_sent_once_to_who_can_act_now,
     test_A3_bulk_without_important_needs_only_the_head,
     test_A3_bulk_and_important_need_both_sets_of_approvals,
+    test_one_approval_is_sealed_in_one_audit_link_with_its_events_in_order,
     test_held_for_me_lists_only_what_the_caller_can_act_on_now,
     test_message_detail_for_approvers_supervisors_and_operators_only,
     test_a_duplicate_of_an_important_message_writes_nothing_more,
