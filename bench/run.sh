@@ -133,7 +133,7 @@
 #	POLICY_TERMS     policy: terms of the lists prohibited,sensitive,civility
 #	                 (default 5000,3000,2000)
 #	POLICY_ROUNDS    policy: rounds of one run with and one without the
-#	                 policy, ABBA order (default 3)
+#	                 policy, ABBA order (default 5: single runs differ by ±10%)
 #	POLICY_CONCURRENCY policy: herald-bench connections (default 16; with
 #	                 INFLIGHT 1024 outstanding, intake's peak on this box)
 #	POLICY_MESSAGES  policy: messages per intake run (default 100000)
@@ -171,7 +171,7 @@ APPROVALS=${APPROVALS:-10000}
 APPROVERS=${APPROVERS:-4}
 POLICY_SECONDS=${POLICY_SECONDS:-10}
 POLICY_TERMS=${POLICY_TERMS:-5000,3000,2000}
-POLICY_ROUNDS=${POLICY_ROUNDS:-3}
+POLICY_ROUNDS=${POLICY_ROUNDS:-5}
 POLICY_CONCURRENCY=${POLICY_CONCURRENCY:-16}
 POLICY_MESSAGES=${POLICY_MESSAGES:-100000}
 POLICY_WARMUP=${POLICY_WARMUP:-2000}
