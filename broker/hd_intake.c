@@ -178,20 +178,6 @@ void hd_intake_on_stored(void *arg, hd_store_item_t *item, const hd_store_result
 
 /* ---- policy -------------------------------------------------------------- */
 
-static void hd_intake_add_finding(hd_store_item_t *item, const hd_policy_finding_t *f)
-{
-	if ((item->finding_count & (item->finding_count - 1)) == 0)
-		item->findings = hd_realloc(item->findings, (item->finding_count ? item->finding_count * 2
-									     : 1) * sizeof(*item->findings));
-	hd_finding_t *out = &item->findings[item->finding_count++];
-	out->rule = hd_strdup(f->rule);
-	out->clause = hd_strdup(f->clause);
-	out->action = hd_strdup(hd_policy_action_name(f->action));
-	out->severity = hd_strdup(hd_policy_severity_name(f->severity));
-	out->reason = hd_strdup(f->reason);
-	out->field = hd_strdup(f->field);
-}
-
 /*
  * Evaluate the policy, classify with its verdict, tag the subject of
  * important mail (E1), check the bulk application (A3), and put the
@@ -202,11 +188,7 @@ static void hd_intake_add_finding(hd_store_item_t *item, const hd_policy_finding
 static int hd_intake_apply_policy(hd_intake_t *self, hd_store_item_t *item)
 {
 	hd_policy_verdict_t *v = &self->verdict;
-	v->count = 0;
-	v->dropped = 0;
-	v->reject = -1;
-	v->important = v->major = false;
-	v->not_before_s = 0;
+	hd_policy_verdict_reset(v);
 	if (self->policy &&
 	    hd_policy_evaluate(self->policy, item->msg, hd_time_now_us() / 1000000, v) != HD_OK)
 		return HD_E_INTERNAL;
@@ -246,7 +228,10 @@ static int hd_intake_apply_policy(hd_intake_t *self, hd_store_item_t *item)
 	}
 
 	for (size_t i = 0; i < v->count; i++)
-		hd_intake_add_finding(item, &v->findings[i]);
+		hd_store_item_add_finding(item, v->findings[i].rule, v->findings[i].clause,
+					  hd_policy_action_name(v->findings[i].action),
+					  hd_policy_severity_name(v->findings[i].severity),
+					  v->findings[i].reason, v->findings[i].field);
 	if (v->reject >= 0) {
 		const hd_policy_finding_t *f = &v->findings[v->reject];
 		item->rejected = true;

@@ -1019,6 +1019,16 @@ void hd_policy_print(const hd_policy_t *self, FILE *out)
 
 /* ---- evaluation ---------------------------------------------------------- */
 
+void hd_policy_verdict_reset(hd_policy_verdict_t *verdict)
+{
+	verdict->count = 0;
+	verdict->dropped = 0;
+	verdict->reject = -1;
+	verdict->important = false;
+	verdict->major = false;
+	verdict->not_before_s = 0;
+}
+
 hd_policy_finding_t *hd_policy_verdict_add(hd_policy_verdict_t *verdict, const char *rule,
 					   const char *clause, hd_policy_action_t action,
 					   hd_policy_severity_t severity, const char *field)
@@ -1293,10 +1303,12 @@ static void hd_policy_check(hd_policy_t *self, const hd_policy_rule_t *r, const 
 		break;
 	case CHK_CC_REASON_REQUIRED: {
 		/* Blank after folding: white space of any kind, zero-width... */
+		if (msg->cc_count == 0)
+			break;
 		bool blank = !msg->cc_reason ||
 			     hd_fold(&self->fold_tmp, msg->cc_reason, strlen(msg->cc_reason)) != HD_OK ||
 			     self->fold_tmp.len == 0;
-		if (msg->cc_count > 0 && blank)
+		if (blank)
 			hd_policy_report(v, r, "msg.cc_reason", "every CC needs a stated reason "
 					 "(cc_reason)");
 		break;
@@ -1459,12 +1471,7 @@ static void hd_policy_html_text(hd_fold_buf_t *b, const char *html)
 int hd_policy_evaluate(hd_policy_t *self, const hd_msg_t *msg, int64_t now_s,
 		       hd_policy_verdict_t *out)
 {
-	out->count = 0;
-	out->dropped = 0;
-	out->reject = -1;
-	out->important = false;
-	out->major = false;
-	out->not_before_s = 0;
+	hd_policy_verdict_reset(out);
 	if (!self->enabled)
 		return HD_OK;
 

@@ -122,6 +122,9 @@ bool hd_policy_is_enabled(const hd_policy_t *self);
 int hd_policy_evaluate(hd_policy_t *self, const hd_msg_t *msg, int64_t now_s,
 		       hd_policy_verdict_t *out);
 
+/* Empty verdict: no findings, no refusal, nothing marked or deferred. */
+void hd_policy_verdict_reset(hd_policy_verdict_t *verdict);
+
 /*
  * Append a finding the caller decided (e.g. the E1 subject tag, set
  * after classification); rule and clause must outlive the verdict.

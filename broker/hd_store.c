@@ -82,26 +82,36 @@ void hd_store_item_destroy(hd_store_item_t **item_p)
 	*item_p = NULL;
 }
 
+void hd_store_item_add_finding(hd_store_item_t *item, const char *rule, const char *clause,
+			       const char *action, const char *severity, const char *reason,
+			       const char *field)
+{
+	/* Findings are rare (most messages have none): grow one at a time. */
+	item->findings = hd_realloc(item->findings,
+				    (item->finding_count + 1) * sizeof(*item->findings));
+	hd_finding_t *f = &item->findings[item->finding_count++];
+	f->rule = hd_strdup(rule ? rule : "");
+	f->clause = hd_strdup(clause ? clause : "");
+	f->action = hd_strdup(action ? action : "");
+	f->severity = hd_strdup(severity ? severity : "");
+	f->reason = hd_strdup(reason ? reason : "");
+	f->field = hd_strdup(field ? field : "");
+}
+
 /* Append the findings the database added (JSON array) to the item's. */
 static void hd_store_append_findings(hd_store_item_t *item, const char *text)
 {
 	json_error_t jerr;
 	json_t *a = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
 	size_t n = json_is_array(a) ? json_array_size(a) : 0;
-	if (n > 0) {
-		item->findings = hd_realloc(item->findings,
-					    (item->finding_count + n) * sizeof(*item->findings));
-		for (size_t i = 0; i < n; i++) {
-			json_t *f = json_array_get(a, i);
-			hd_finding_t *out = &item->findings[item->finding_count++];
-			const char *keys[] = {"rule", "clause", "action", "severity", "reason", "field"};
-			char **slots[] = {&out->rule, &out->clause, &out->action, &out->severity,
-					  &out->reason, &out->field};
-			for (size_t k = 0; k < 6; k++) {
-				const char *v = json_string_value(json_object_get(f, keys[k]));
-				*slots[k] = hd_strdup(v ? v : "");
-			}
-		}
+	for (size_t i = 0; i < n; i++) {
+		json_t *f = json_array_get(a, i);
+		hd_store_item_add_finding(item, json_string_value(json_object_get(f, "rule")),
+					  json_string_value(json_object_get(f, "clause")),
+					  json_string_value(json_object_get(f, "action")),
+					  json_string_value(json_object_get(f, "severity")),
+					  json_string_value(json_object_get(f, "reason")),
+					  json_string_value(json_object_get(f, "field")));
 	}
 	json_decref(a);
 }
@@ -113,21 +123,15 @@ static void hd_store_append_findings(hd_store_item_t *item, const char *text)
  */
 static void hd_store_add_db_reject(hd_store_item_t *item, const char *field, const char *reason)
 {
-	const hd_policy_db_rule_t *rule = NULL;
-	for (size_t i = 0; i < item->db_rule_count && !rule; i++)
-		if (item->db_rules[i]->action == HD_POLICY_REJECT)
-			rule = item->db_rules[i];
-	if (!rule)
-		return;
-	item->findings = hd_realloc(item->findings,
-				    (item->finding_count + 1) * sizeof(*item->findings));
-	hd_finding_t *f = &item->findings[item->finding_count++];
-	f->rule = hd_strdup(rule->rule);
-	f->clause = hd_strdup(rule->clause);
-	f->action = hd_strdup("reject");
-	f->severity = hd_strdup(hd_policy_severity_name(rule->severity));
-	f->reason = hd_strdup(reason);
-	f->field = hd_strdup(field);
+	for (size_t i = 0; i < item->db_rule_count; i++) {
+		const hd_policy_db_rule_t *rule = item->db_rules[i];
+		if (rule->action == HD_POLICY_REJECT) {
+			hd_store_item_add_finding(item, rule->rule, rule->clause, "reject",
+						  hd_policy_severity_name(rule->severity), reason,
+						  field);
+			return;
+		}
+	}
 }
 
 static void hd_store_complete(hd_store_t *self, hd_store_item_t *item,

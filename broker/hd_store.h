@@ -132,6 +132,14 @@ bool hd_store_is_ready(const hd_store_t *self);
 /* True when nothing is queued or in flight. */
 bool hd_store_is_idle(const hd_store_t *self);
 
+/*
+ * Append one finding to item->findings (every string copied; NULL as
+ * ""): the policy's, at intake, and the database's, on completion.
+ */
+void hd_store_item_add_finding(hd_store_item_t *item, const char *rule, const char *clause,
+			       const char *action, const char *severity, const char *reason,
+			       const char *field);
+
 /* Free an item and what it owns; NULL-safe. */
 void hd_store_item_destroy(hd_store_item_t **item_p);
 

@@ -32,7 +32,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from pgtest import run_suite  # noqa: E402
+from pgtest import run_suite, jlit  # noqa: E402
 
 BUILD_DIR = os.environ.get("HERALD_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -55,20 +55,12 @@ def value(query, user=None):
 
 
 def expect_error(query, fragment, user=None):
-    err = pg.sql_error(query, user=user, dbname=DB)
-    assert err is not None, "expected %r to fail" % query
-    assert fragment in err, "expected %r in the error of %r, got: %s" % (fragment, query, err)
+    return pg.expect_error(query, fragment, user=user, dbname=DB)
 
 
 def ctl(*args, user=OPERATOR):
     return subprocess.run([HERALDCTL, "--db", pg.url(user=user, dbname=DB), *args],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
-
-
-def jlit(doc):
-    text = json.dumps(doc)
-    assert "$j$" not in text
-    return "$j$%s$j$::jsonb" % text
 
 
 def entry(channel="email", to=None, cc=None, state="queued", klass="general", **kw):

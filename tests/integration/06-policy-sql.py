@@ -38,7 +38,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from pgtest import run_suite  # noqa: E402
+from pgtest import run_suite, jlit  # noqa: E402
 
 BUILD_DIR = os.environ.get("HERALD_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -97,16 +97,7 @@ def value(query, user=None):
 
 
 def expect_error(query, fragment, user=None):
-    err = pg.sql_error(query, user=user, dbname=DB)
-    assert err is not None, "expected %r to fail" % query
-    assert fragment in err, "expected %r in the error of %r, got: %s" % (fragment, query, err)
-    return err
-
-
-def jlit(doc):
-    text = json.dumps(doc)
-    assert "$j$" not in text
-    return "$j$%s$j$::jsonb" % text
+    return pg.expect_error(query, fragment, user=user, dbname=DB)
 
 
 def lit(s):

@@ -28,7 +28,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
-from pgtest import free_port, run_suite  # noqa: E402
+from pgtest import free_port, run_suite, jlit  # noqa: E402
 
 BUILD_DIR = os.environ.get("HERALD_BUILD_DIR") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "build")
@@ -97,12 +97,6 @@ def write(name, text):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path
-
-
-def jlit(doc):
-    text = json.dumps(doc)
-    assert "$j$" not in text
-    return "$j$%s$j$::jsonb" % text
 
 
 def intake(entries):

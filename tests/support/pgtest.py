@@ -17,6 +17,7 @@ DESCRIPTION
     The repository root is $HERALD_SOURCE_DIR, else two levels above this
     file. Uses only the standard library (no psycopg on the test machines).
 """
+import json
 import os
 import shutil
 import socket
@@ -174,6 +175,13 @@ class PrivatePostgres:
             raise AssertionError("expected one value from %r, got %r" % (query, rows))
         return rows[0][0]
 
+    def expect_error(self, query, fragment, user=None, dbname="postgres"):
+        """Assert that query fails with fragment in its error; return the error."""
+        err = self.sql_error(query, user=user, dbname=dbname)
+        assert err is not None, "expected %r to fail" % query
+        assert fragment in err, "expected %r in the error of %r, got: %s" % (fragment, query, err)
+        return err
+
     def sql_error(self, query, user=None, dbname="postgres"):
         """Run query expecting failure: returns psql's stderr, or None if it succeeded."""
         try:
@@ -198,6 +206,13 @@ class PrivatePostgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+
+
+def jlit(doc):
+    """doc as a jsonb literal for SQL text (dollar-quoted, no escaping needed)."""
+    text = json.dumps(doc)
+    assert "$j$" not in text
+    return "$j$%s$j$::jsonb" % text
 
 
 def run_suite(name, tests, on_start, needs=(), first_is_setup=True):

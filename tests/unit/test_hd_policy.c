@@ -685,7 +685,7 @@ static void test_a_full_verdict_never_loses_a_refusal(void **state)
 {
 	(void)state;
 	hd_policy_verdict_t *v = hd_calloc(1, sizeof(*v));
-	v->reject = -1;
+	hd_policy_verdict_reset(v);
 	for (unsigned i = 0; i < HD_POLICY_MAX_FINDINGS; i++)
 		assert_non_null(hd_policy_verdict_add(v, "r", "G1", HD_POLICY_WARN, HD_POLICY_INFO, "msg"));
 	assert_null(hd_policy_verdict_add(v, "w", "G1", HD_POLICY_WARN, HD_POLICY_INFO, "msg"));
