@@ -855,18 +855,13 @@ int hd_policy_load(const char *path, hd_policy_t **out, char *err, size_t errlen
 		hd_panic("the built-in policy does not load: %s", err);
 
 	if (path) {
-		char dir[4096];
-		const char *slash = strrchr(path, '/');
-		if (slash && (size_t)(slash - path) < sizeof(dir)) {
-			size_t n = slash == path ? 1 : (size_t)(slash - path);
-			memcpy(dir, path, n);
-			dir[n] = '\0';
-			ld.dir = dir;
-		}
 		config_init(&lc);
+		/* List files, like @include, are relative to the file's directory. */
 		hd_config_set_include_dir(&lc, path);
+		ld.dir = config_get_include_dir(&lc);
 		rc = hd_policy_read_config(&ld, &lc, path);
 		config_destroy(&lc);
+		ld.dir = NULL;
 	}
 	if (rc == HD_OK)
 		rc = hd_policy_validate(&ld);
@@ -1363,20 +1358,6 @@ static bool hd_policy_html_is_inline(const char *name, size_t len)
 	return false;
 }
 
-static void hd_policy_html_put(hd_fold_buf_t *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = hd_realloc(b->data, cap);
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
 /* A character reference at p ("&...;"): its UTF-8 in out, bytes used, 0 if none. */
 static size_t hd_policy_html_entity(const char *p, const char *end, char out[4], size_t *out_len)
 {
@@ -1426,13 +1407,13 @@ static void hd_policy_html_text(hd_fold_buf_t *b, const char *html)
 {
 	const char *p = html, *end = html + strlen(html);
 	b->len = 0;
-	hd_policy_html_put(b, "", 0);
+	hd_fold_buf_append(b, "", 0);
 	while (p < end) {
 		if (*p == '&') {
 			char u[4];
 			size_t ulen = 0, used = hd_policy_html_entity(p, end, u, &ulen);
 			if (used) {
-				hd_policy_html_put(b, u, ulen);
+				hd_fold_buf_append(b, u, ulen);
 				p += used;
 				continue;
 			}
@@ -1440,7 +1421,7 @@ static void hd_policy_html_text(hd_fold_buf_t *b, const char *html)
 			if (end - p >= 4 && strncmp(p, "<!--", 4) == 0) {
 				const char *close = strstr(p + 4, "-->");
 				p = close ? close + 3 : end;
-				hd_policy_html_put(b, " ", 1);
+				hd_fold_buf_append(b, " ", 1);
 				continue;
 			}
 			const char *name = p + 1 + (p + 1 < end && p[1] == '/');
@@ -1459,11 +1440,11 @@ static void hd_policy_html_text(hd_fold_buf_t *b, const char *html)
 					p = stop ? stop : end;
 				}
 				if (!hd_policy_html_is_inline(name, nlen))
-					hd_policy_html_put(b, " ", 1);
+					hd_fold_buf_append(b, " ", 1);
 				continue;
 			}
 		}
-		hd_policy_html_put(b, p, 1);
+		hd_fold_buf_append(b, p, 1);
 		p++;
 	}
 }

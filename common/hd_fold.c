@@ -238,6 +238,14 @@ invalid:
 	return HD_E_INVALID;
 }
 
+void hd_fold_buf_append(hd_fold_buf_t *out, const char *bytes, size_t len)
+{
+	hd_fold_reserve(out, len);
+	memcpy(out->data + out->len, bytes, len);
+	out->len += len;
+	out->data[out->len] = '\0';
+}
+
 void hd_fold_buf_release(hd_fold_buf_t *out)
 {
 	if (!out)

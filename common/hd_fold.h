@@ -47,6 +47,12 @@ void hd_fold_init(void);
  */
 int hd_fold(hd_fold_buf_t *out, const char *text, size_t len);
 
+/*
+ * Append len bytes to out as they are (no folding), keeping it
+ * NUL-terminated: for callers that prepare text before folding it.
+ */
+void hd_fold_buf_append(hd_fold_buf_t *out, const char *bytes, size_t len);
+
 /* Free out's memory and zero it; NULL-safe. */
 void hd_fold_buf_release(hd_fold_buf_t *out);
 
