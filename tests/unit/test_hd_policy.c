@@ -420,7 +420,7 @@ static void test_S3_quiet_hours_defer_non_urgent_sms_to_the_end_of_the_window(vo
 	char err[512];
 	assert_int_equal(load_text("policy = { rules = ( { id = \"sms-quiet-hours\"; enabled = true; } ); };\n",
 				   &p, err, sizeof(err)), HD_OK);
-	/* 20:00 in UTC+8 is inside 21:00-08:00? No: before it. */
+	/* 20:00 in UTC+8: before the 21:00-08:00 window, sent at once. */
 	hd_msg_t *m = sms("Your parcel arrives tomorrow.", HD_PURPOSE_SERVICE);
 	assert_int_equal(eval(p, m)->not_before_s, 0);
 	/* 23:30 local = 15:30 UTC: deferred to 08:00 local = 00:00 UTC next day. */
