@@ -164,6 +164,36 @@ def test_migrate_applies_002_with_its_columns_indexes_and_roles():
     assert "(lease_until)" in lease and "'dispatched'" in lease, lease
 
 
+def test_record_outcomes_stays_key_lookups_after_the_table_grows_in_the_same_session():
+    # heraldd calls record_outcomes for months in one session; its first
+    # call may come while deliveries is nearly empty. Plans are cached per
+    # session, so a plan fit for a tiny table (sequential scans) must not
+    # survive into a large one. auto_explain shows the plans actually run.
+    (mid,) = intake([entry()])
+    out = pg.psql(["-f", "-"], dbname=DB, input="""
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_level = notice;
+SET client_min_messages = notice;
+SELECT * FROM herald.record_outcomes('grow', '[{"delivery_id": 987654321, "attempt": 1,
+    "outcome": "delivered"}]');
+BEGIN;
+INSERT INTO herald.deliveries (message_id, channel, recipient, kind, state)
+SELECT %d, 'email', 'grow' || i || '@example.com', 'to', 'sent'
+  FROM generate_series(1, 50000) AS i;
+DO $$ BEGIN RAISE NOTICE 'GROWN'; END $$;
+SELECT * FROM herald.record_outcomes('grow', '[{"delivery_id": 987654321, "attempt": 1,
+    "outcome": "delivered"}]');
+ROLLBACK;
+""" % mid).stderr
+    assert "GROWN" in out, out
+    grown = out.split("GROWN", 1)[1]
+    assert "deliveries" in grown, grown
+    assert "Seq Scan on deliveries" not in grown, grown
+    assert "deliveries_pkey" in grown, grown
+
+
 def test_claim_returns_only_due_deliveries_of_the_requested_channels_up_to_max_n():
     reset_queue()
     e1, e2, e3, held, future = intake([entry(), entry(), entry(), entry(state="held", klass="important"),
@@ -733,6 +763,7 @@ def test_the_audit_trail_verifies_after_all_of_it():
 
 TESTS = [
     test_migrate_applies_002_with_its_columns_indexes_and_roles,
+    test_record_outcomes_stays_key_lookups_after_the_table_grows_in_the_same_session,
     test_claim_returns_only_due_deliveries_of_the_requested_channels_up_to_max_n,
     test_claim_takes_the_oldest_due_first_across_channels_and_refuses_bad_arguments,
     test_two_sessions_claiming_at_once_never_share_a_delivery_and_do_not_wait,

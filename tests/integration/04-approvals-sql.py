@@ -572,6 +572,30 @@ def test_one_approval_is_sealed_in_one_audit_link_with_its_events_in_order():
     assert verify() == []
 
 
+def test_an_approval_reads_its_own_rows_by_key_not_every_pending_request_or_held_delivery():
+    # Approvers are busiest when the backlog is longest: an approval must
+    # not read the partial indexes of every pending request and held
+    # delivery. auto_explain shows the plans approve() really ran, in the
+    # approver's own session (loaded for that role only, then removed).
+    mids = intake([entry(klass="important") for _ in range(300)])
+    role = as_("carol")
+    sql("ALTER ROLE %s SET session_preload_libraries = 'auto_explain'" % role)
+    for setting, v in (("log_min_duration", "0"), ("log_nested_statements", "on"),
+                       ("log_level", "notice")):
+        sql("ALTER ROLE %s SET auto_explain.%s = '%s'" % (role, setting, v))
+    try:
+        out = pg.psql(["-f", "-"], user=role, dbname=DB, input=(
+            "SET client_min_messages = notice;\n"
+            "SELECT released FROM herald.approve(%d);\n"
+            "SELECT released FROM herald.approve(%d);\n" % (mids[0], mids[1]))).stderr
+    finally:
+        sql("ALTER ROLE %s RESET ALL" % role)
+    assert "deliveries_message_id_idx" in out, out
+    assert "approval_requests_pending_due_idx" not in out, out
+    assert "deliveries_held_idx" not in out, out
+    assert delivery_states(mids[0]) == ["queued"] and delivery_states(mids[1]) == ["queued"]
+
+
 def test_held_for_me_lists_only_what_the_caller_can_act_on_now():
     (imp, maj) = intake([entry("bob@example.com", "important"),
                          entry("bob@example.com", "important", major=True)])
@@ -674,6 +698,7 @@ TESTS = [
     test_A3_bulk_without_important_needs_only_the_head,
     test_A3_bulk_and_important_need_both_sets_of_approvals,
     test_one_approval_is_sealed_in_one_audit_link_with_its_events_in_order,
+    test_an_approval_reads_its_own_rows_by_key_not_every_pending_request_or_held_delivery,
     test_held_for_me_lists_only_what_the_caller_can_act_on_now,
     test_message_detail_for_approvers_supervisors_and_operators_only,
     test_a_duplicate_of_an_important_message_writes_nothing_more,
