@@ -427,7 +427,7 @@ fi
 	sed 's/^[[:space:]]*/#   /' || true
 if [ -n "$MODE_CONF" ]; then
 	"$HERALDD" -c "$TMP/heraldd.conf" --print-config 2>/dev/null |
-		sed -n '/^dispatch = {/,/^};/p' | grep -E '^[[:space:]]*(window|claim_batch|poll_ms|outcome_batch_max|rate_limits) =' |
+		sed -n '/^dispatch = {/,/^};/p' | grep -E '^[[:space:]]*(window|claim_batch|poll_ms|outcome_batch_max|coalesce_ms|rate_limits) =' |
 		sed 's/^[[:space:]]*/#   dispatch./' || true
 fi
 

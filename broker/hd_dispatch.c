@@ -121,6 +121,7 @@ struct hd_dispatch {
 	int64_t next_tick_ms;         /* approval expiries and reminders */
 	bool tick_in_flight;
 	json_t *outcomes;             /* waiting to be recorded */
+	int64_t outcomes_since_ms;    /* when the oldest of them arrived */
 	json_t *outcomes_in_flight;   /* being recorded; back to outcomes on failure */
 	bool report_in_flight;
 	bool outcome_in_flight;
@@ -554,6 +555,15 @@ static void dp_assign(hd_dispatch_t *self, int64_t now_ms)
 	}
 }
 
+/* New work was announced (a release, an intake): claim within coalesce_ms,
+ * so that releases arriving together are claimed by one statement. */
+static void dp_claim_soon(hd_dispatch_t *self)
+{
+	int64_t at = hd_time_mono_ms() + self->cfg->dispatch.coalesce_ms;
+	if (self->next_claim_ms > at)
+		self->next_claim_ms = at;
+}
+
 /* ---- outcomes -------------------------------------------------------------- */
 
 static void dp_outcomes_done(void *arg, int code, const PGresult *res, const char *why)
@@ -581,10 +591,19 @@ static void dp_outcomes_done(void *arg, int code, const PGresult *res, const cha
 		hd_info("dispatch.stale_outcomes", "count=%d reason=\"lease no longer ours\"", stale);
 }
 
-static void dp_flush_outcomes(hd_dispatch_t *self)
+/* Results wait up to coalesce_ms (or until a full batch) so that the ones
+ * arriving together are recorded in one transaction. */
+static bool dp_outcomes_due(const hd_dispatch_t *self, int64_t now_ms)
 {
-	if (self->outcome_in_flight || json_array_size(self->outcomes) == 0 ||
-	    !hd_pgconn_is_up(self->db_out))
+	size_t n = json_array_size(self->outcomes);
+	return n > 0 && !self->outcome_in_flight && hd_pgconn_is_up(self->db_out) &&
+	       (self->stopping || n >= (size_t)self->cfg->dispatch.outcome_batch_max ||
+		now_ms >= self->outcomes_since_ms + self->cfg->dispatch.coalesce_ms);
+}
+
+static void dp_flush_outcomes(hd_dispatch_t *self, int64_t now_ms)
+{
+	if (!dp_outcomes_due(self, now_ms))
 		return;
 	size_t max = (size_t)self->cfg->dispatch.outcome_batch_max;
 	json_t *batch = self->outcomes;
@@ -598,6 +617,7 @@ static void dp_flush_outcomes(hd_dispatch_t *self)
 		json_decref(batch);
 		batch = now_part;
 		self->outcomes = rest;
+		self->outcomes_since_ms = now_ms;
 	} else {
 		self->outcomes = json_array();
 	}
@@ -654,6 +674,8 @@ static void dp_on_result(hd_dispatch_t *self, const hd_wire_result_t *r)
 								  : json_null());
 	json_object_set_new(o, "next_attempt_at_ms",
 			    next_ms ? json_integer((json_int_t)next_ms) : json_null());
+	if (json_array_size(self->outcomes) == 0)
+		self->outcomes_since_ms = hd_time_mono_ms();
 	json_array_append_new(self->outcomes, o);
 	hd_info("dispatch.outcome", "delivery_id=%lld attempt=%u channel=%s outcome=%s provider=%s code=%s worker=%s",
 		(long long)r->delivery_id, r->attempt, hd_channel_name(job->channel),
@@ -792,7 +814,7 @@ static void dp_claim_done(void *arg, int code, const PGresult *res, const char *
 	/* Work announced while this claim ran may have missed it: look again. */
 	if (self->woken) {
 		self->woken = false;
-		self->next_claim_ms = 0;
+		dp_claim_soon(self);
 	}
 	if (rows == 0) {
 		self->more_due = false;
@@ -1172,7 +1194,7 @@ void hd_dispatch_handle(hd_dispatch_t *self, int64_t now_ms, const zmq_pollitem_
 			 self->poll_out >= 0 && (size_t)self->poll_out < count ? &items[self->poll_out] : NULL);
 	dp_beat(self, now_ms);
 	dp_assign(self, now_ms);
-	dp_flush_outcomes(self);
+	dp_flush_outcomes(self, now_ms);
 	dp_maybe_claim(self, now_ms);
 	dp_report_workers(self, now_ms);
 	dp_approval_tick(self, now_ms);
@@ -1204,8 +1226,12 @@ int64_t hd_dispatch_timeout_ms(const hd_dispatch_t *self, int64_t now_ms)
 			best = wait > 0 ? wait : 0;
 	}
 	if (json_array_size(self->outcomes) && !self->outcome_in_flight &&
-	    hd_pgconn_is_up(self->db_out))
-		best = 0;
+	    hd_pgconn_is_up(self->db_out)) {
+		int64_t wait = dp_outcomes_due(self, now_ms)
+			? 0 : self->outcomes_since_ms + self->cfg->dispatch.coalesce_ms - now_ms;
+		if (wait < best)
+			best = wait > 0 ? wait : 0;
+	}
 	return best;
 }
 
@@ -1224,7 +1250,7 @@ bool hd_dispatch_is_idle(const hd_dispatch_t *self)
 
 void hd_dispatch_wake(hd_dispatch_t *self)
 {
-	self->next_claim_ms = 0;
+	dp_claim_soon(self);
 	self->woken = self->claim_in_flight;
 }
 

@@ -50,6 +50,7 @@ typedef struct hd_config {
 		int64_t lease_ms;             /* a claimed delivery returns to the queue after this */
 		int64_t heartbeat_ms;         /* beats to workers; dead after 3 missed */
 		int64_t outcome_batch_max;    /* outcomes recorded per transaction */
+		int64_t coalesce_ms;          /* wake-ups and outcomes wait this long to share a transaction */
 		char **rate_limits;           /* "channel=N/S": N per S seconds per recipient */
 		size_t rate_limit_count;
 	} dispatch;
