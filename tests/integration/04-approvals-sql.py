@@ -351,6 +351,55 @@ def test_A2_1_major_adds_level_2_for_senior_leadership_told_after_level_1():
         ("approved", "carol@example.com", "fine by Sales"), ("approved", "erin@example.com", None)]
 
 
+def test_A2_1_a_heads_own_important_message_is_escalated_to_senior_leadership():
+    # Carol heads Sales: nobody in Sales may approve her message, so its
+    # level-1 request goes to senior leadership, and says why.
+    (mid,) = intake([entry(sender="carol@example.com", klass="important", subject="Sales plan")])
+    req = requests_of(mid)
+    assert [(r["kind"], r["level"], r["role"], r["department"]) for r in req] == \
+        [("important", 1, "senior", "Sales")], req
+    assert value("SELECT escalated FROM herald.approval_requests WHERE message_id = %d"
+                 % mid) == "the sender heads Sales"
+    kinds = [e["kind"] for e in events(mid)]
+    assert kinds.index("approval.requested") < kinds.index("approval.escalated"), kinds
+    ev = events(mid, "approval.escalated")[0]["detail"]
+    assert ev["reason"] == "the sender heads Sales" and ev["approver_role"] == "senior", ev
+    told = sorted(n["recipient"] for n in notes_about(mid))
+    assert told == ["dave@example.com", "erin@example.com", "frank@example.com"], told
+    expect_error("SELECT * FROM herald.approve(%d)" % mid, "cannot approve your own message",
+                 user=as_("carol"))
+    expect_error("SELECT * FROM herald.approve(%d)" % mid, "you are not senior leadership",
+                 user=as_("alice"))
+    got = approve(mid, "erin", "ok for the board")
+    assert [(k, lv, rel) for _, k, lv, rel in got] == [("important", 1, True)], got
+    assert delivery_states(mid) == ["queued"]
+
+
+def test_A2_1_a_department_without_a_head_goes_to_two_different_seniors_when_major():
+    # The Board has no head: Erin's major message needs one senior for
+    # level 1 and another for level 2, and never Erin herself.
+    (mid,) = intake([entry(sender="erin@example.com", klass="important", major=True)])
+    req = requests_of(mid)
+    assert [(r["level"], r["role"], r["department"]) for r in req] == \
+        [(1, "senior", "Board"), (2, "senior", "Board")], req
+    assert value("SELECT escalated FROM herald.approval_requests WHERE message_id = %d "
+                 "AND level = 1" % mid) == "Board has no active head"
+    expect_error("SELECT * FROM herald.approve(%d)" % mid, "cannot approve your own message",
+                 user=as_("erin"))
+    got = approve(mid, "frank")
+    assert [(lv, rel) for _, _, lv, rel in got] == [(1, False)], got
+    expect_error("SELECT * FROM herald.approve(%d)" % mid, "level 2 needs somebody else",
+                 user=as_("frank"))
+    got = approve(mid, "dave")
+    assert [(lv, rel) for _, _, lv, rel in got] == [(2, True)], got
+    assert delivery_states(mid) == ["queued"]
+    # An ordinary request of a department with a head is not escalated.
+    (other,) = intake([entry(klass="important")])
+    assert [(r["role"]) for r in requests_of(other)] == ["dept_head"]
+    assert value("SELECT escalated FROM herald.approval_requests WHERE message_id = %d"
+                 % other) is None
+
+
 def test_A2_1_approval_by_the_right_head_releases_and_notifies_herald_released():
     (mid,) = intake([entry(klass="important", to=["x@example.org", "y@example.org"])])
     listener = subprocess.Popen(
@@ -689,6 +738,8 @@ TESTS = [
     test_unknown_sender_gets_unknown_sender_and_nothing_is_written_for_it,
     test_A2_1_important_message_is_held_with_a_level_1_request_for_the_senders_head,
     test_A2_1_major_adds_level_2_for_senior_leadership_told_after_level_1,
+    test_A2_1_a_heads_own_important_message_is_escalated_to_senior_leadership,
+    test_A2_1_a_department_without_a_head_goes_to_two_different_seniors_when_major,
     test_A2_1_approval_by_the_right_head_releases_and_notifies_herald_released,
     test_A2_1_wrong_head_sender_employee_and_senior_before_level_1_are_refused,
     test_A2_1_the_level_1_approver_cannot_also_approve_level_2,

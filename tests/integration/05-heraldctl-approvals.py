@@ -255,10 +255,12 @@ def test_messages_from_staff_are_held_for_their_heads():
 def test_held_shows_each_head_only_their_departments_messages():
     assert held_ids("carol") == sorted([M["important"], M["major"], M["reject"]])
     assert held_ids("erin") == [M["bulk"]]
-    # Seniors wait for level 1; employees and the sender see nothing.
-    assert held_ids("dave") == []
+    # Seniors wait for level 1 of the major one; employees and the sender
+    # see nothing. Carol's own message went up to senior leadership (she
+    # heads Sales and may not approve it).
+    assert held_ids("dave") == [M["own"]]
     assert held_ids("sam") == []
-    assert held_ids("wangfang") == []
+    assert held_ids("wangfang") == [M["own"]]
     assert held_ids("carol", "--class", "bulk") == []
     assert held_ids("erin", "--class", "bulk", "--department", "Engineering") == [M["bulk"]]
     assert held_ids("carol", "--older-than", "1h") == []
@@ -328,7 +330,7 @@ def test_a_major_message_waits_for_senior_leadership_after_level_1():
     doc = json.loads(ok(ctl("approve", str(M["major"]), "--json", user="carol")))
     assert doc["ok"] is True and doc["released"] is False, doc
     assert "waiting for senior leadership (level 2 important)" in doc["summary"], doc
-    assert held_ids("dave") == [M["major"]]
+    assert held_ids("dave") == sorted([M["major"], M["own"]])
     assert M["major"] in held_ids("wangfang")
     out = ok(ctl("approve", str(M["major"]), user="wangfang"))
     assert "approved level 2 (important); released: 1 delivery queued" in out, out
