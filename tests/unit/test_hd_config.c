@@ -61,7 +61,7 @@ static void test_values_from_file_override_defaults(void **state)
 				   &cfg, err, sizeof(err)), HD_OK);
 	assert_string_equal(cfg->listen, "tcp://127.0.0.1:9999");
 	assert_int_equal(cfg->intake.batch_max_messages, 10);
-	assert_int_equal(cfg->intake.batch_max_wait_ms, 2); /* untouched default */
+	assert_int_equal(cfg->intake.batch_max_wait_ms, 0); /* untouched default */
 	assert_int_equal(cfg->dispatch.rate_limit_count, 2);
 	assert_string_equal(cfg->dispatch.rate_limits[1], "sms=1/1");
 	/* The policy group belongs to hd_policy, which checks it. */
