@@ -5,7 +5,7 @@ NAME
 
 DESCRIPTION
     Real heraldd, a real herald-worker running the fake channel, real
-    PostgreSQL. heraldd is configured with dispatch.coalesce_ms = 800 and
+    PostgreSQL. heraldd is configured with dispatch.coalesce_ms = 1000 and
     a 10 s poll, so claims come only from wake-ups. Proves what
     dispatch.coalesce_ms promises an operator: messages accepted within
     the window are claimed by one statement (their 'delivery.dispatched'
@@ -13,7 +13,7 @@ DESCRIPTION
     recorded by one statement (their 'delivery.sent' events share one
     link), and the wait is bounded: everything is sent within a few
     windows, not at the next poll. With coalescing off, five submissions
-    100 ms apart are five claims, and fast and slow results are separate
+    50 ms apart are five claims, and fast and slow results are separate
     records, so both assertions fail.
 """
 import os
@@ -22,7 +22,7 @@ import time
 from herald_client import email
 from herald_harness import Stack, run_tests, wait_until
 
-COALESCE_MS = 800
+COALESCE_MS = 1000
 CONFIG = """
 dispatch = { poll_ms = 10000; coalesce_ms = %d; rate_limits = []; };
 """ % COALESCE_MS
@@ -47,13 +47,20 @@ def test_deliveries_accepted_and_results_arriving_within_the_window_share_one_st
     # channel's "+slow"), all inside one window.
     recipients = ["a@example.com", "b@example.com", "c+slow@example.com",
                   "d+slow@example.com", "e+slow@example.com"]
-    mids = []
+    # Sent 50 ms apart without waiting for the ACKs, so that a slow
+    # commit on a loaded machine cannot push one past the window.
     t0 = time.monotonic()
+    rids = []
     for rcpt in recipients:
-        rep = p.submit(email(to=[rcpt]))
-        assert rep and rep.get("ok"), rep
-        mids.append(rep["id"])
-        time.sleep(0.1)
+        rids.append(p.send(p.request(email(to=[rcpt]))))
+        time.sleep(0.05)
+    acks = {}
+    while len(acks) < len(rids):
+        rep = p.recv(10000)
+        assert rep is not None, "no ACK within 10 s: %s" % acks
+        acks[rep["rid"]] = rep
+    assert all(a.get("ok") for a in acks.values()), acks
+    mids = [acks[r]["id"] for r in rids]
     in_list = ",".join(str(m) for m in mids)
     wait_until(lambda: int(stack.scalar(
         "SELECT count(*) FROM herald.deliveries WHERE message_id IN (%s) AND state = 'sent'"
@@ -80,6 +87,10 @@ credit = 32;
 heartbeat_ms = 200;
 fake = { channel = "email"; delay_ms = 0; slow_ms = 300; record_file = "%s"; };
 """ % RECORD, name="w1")
+        # A worker's READY claims at once: let it arrive before the test
+        # starts, or it would split the claim the test is about.
+        wait_until(lambda: "dispatch.worker_ready" in stack.log(), 10,
+                   what="heraldd to see the worker")
         run_tests([
             ("test_deliveries_accepted_and_results_arriving_within_the_window_share_one_statement",
              test_deliveries_accepted_and_results_arriving_within_the_window_share_one_statement),
