@@ -49,6 +49,7 @@ typedef struct dp_job {
 	hd_class_t klass;
 	char *recipient;
 	char *kind;
+	char *endpoint;               /* IM: the group's registered endpoint; NULL = none */
 	dp_content_t *content;
 	dp_job_state_t state;
 	int worker;                   /* index into workers while SENT */
@@ -131,7 +132,7 @@ struct hd_dispatch {
 };
 
 static const char dp_claim_sql[] =
-	"SELECT delivery_id, message_id, attempt, recipient, kind, channel, class "
+	"SELECT delivery_id, message_id, attempt, recipient, kind, channel, class, endpoint "
 	"FROM herald.claim_deliveries($1, $2::text[], $3::int, $4::int)";
 static const char dp_contents_sql[] =
 	"SELECT message_id, channel, sender, subject, body, html, cc_reason, purpose, reply_by, "
@@ -195,13 +196,20 @@ static void dp_content_release(dp_content_t **c_p)
 	}
 }
 
-static void dp_job_free(hd_dispatch_t *self, dp_job_t *job)
+/* Free job and what it owns (it must be out of the map already). */
+static void dp_job_dispose(dp_job_t *job)
 {
-	dp_remove(self, job);
 	dp_content_release(&job->content);
 	free(job->recipient);
 	free(job->kind);
+	free(job->endpoint);
 	free(job);
+}
+
+static void dp_job_free(hd_dispatch_t *self, dp_job_t *job)
+{
+	dp_remove(self, job);
+	dp_job_dispose(job);
 }
 
 static void dp_push(dp_list_t *l, dp_job_t *job)
@@ -424,12 +432,8 @@ void hd_dispatch_destroy(hd_dispatch_t **self_p)
 	hd_pgconn_destroy(&self->db_out);
 	for (size_t i = 0; i < self->map_cap; i++) {
 		dp_job_t *job = self->map[i];
-		if (job) {
-			dp_content_release(&job->content);
-			free(job->recipient);
-			free(job->kind);
-			free(job);
-		}
+		if (job)
+			dp_job_dispose(job);
 	}
 	free(self->map);
 	free(self->loading);
@@ -534,6 +538,7 @@ static void dp_assign(hd_dispatch_t *self, int64_t now_ms)
 			f.u.job.lease_ms = (uint32_t)lease_left;
 			f.u.job.recipient = job->recipient;
 			f.u.job.kind = job->kind;
+			f.u.job.endpoint = job->endpoint;
 			f.u.job.klass = job->klass;
 			f.u.job.msg = job->content->msg;
 			job->state = JOB_SENT;
@@ -833,6 +838,8 @@ static void dp_claim_done(void *arg, int code, const PGresult *res, const char *
 		job->attempt = (uint32_t)strtoul(PQgetvalue(res, r, 2), NULL, 10);
 		job->recipient = hd_strdup(PQgetvalue(res, r, 3));
 		job->kind = hd_strdup(PQgetvalue(res, r, 4));
+		if (!PQgetisnull(res, r, 7))
+			job->endpoint = hd_strdup(PQgetvalue(res, r, 7));
 		hd_channel_parse(PQgetvalue(res, r, 5), &job->channel);
 		hd_class_parse(PQgetvalue(res, r, 6), &job->klass);
 		job->state = JOB_LOADING;

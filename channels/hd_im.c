@@ -423,10 +423,14 @@ static int im_submit(void *self_, hd_channel_job_t *job)
 		return HD_E_BUSY;
 	snprintf(req->result.provider, sizeof req->result.provider, "im");
 
-	const im_group_t *g = find_group(self, job->job.recipient);
+	/* The registry names the endpoint entry (herald.im_groups.endpoint);
+	 * without it, the entry named like the group. */
+	const char *entry = job->job.endpoint ? job->job.endpoint : job->job.recipient;
+	const im_group_t *g = find_group(self, entry);
 	if (!g) {
 		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "unknown-group",
-				  "no im group with this name is configured");
+				  job->job.endpoint ? "the group's registered endpoint is not configured in this worker"
+						    : "no im group with this name is configured");
 		return 0;
 	}
 	req->ctx = g;
@@ -439,7 +443,7 @@ static int im_submit(void *self_, hd_channel_job_t *job)
 	}
 
 	int64_t now_ms = hd_time_now_us() / 1000;
-	char *body = hd_im_build_body(g->provider, g->name, &job->job, g->secret, now_ms);
+	char *body = hd_im_build_body(g->provider, job->job.recipient, &job->job, g->secret, now_ms);
 	if (!body) {
 		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "bad-text",
 				  "subject or body is not valid UTF-8");

@@ -2,8 +2,11 @@
  * NAME
  *	hd_im - the IM channel driver: group webhooks over libcurl multi
  * DESCRIPTION
- *	A delivery's recipient is a registered work-group name; the
- *	driver's configuration maps it to a provider webhook:
+ *	A delivery's recipient is a registered work-group name; the JOB
+ *	carries the group's registered endpoint (herald.im_groups.endpoint),
+ *	the name of an entry of this driver's configuration, which holds
+ *	the provider webhook (a JOB without one is looked up by the group's
+ *	own name). Several groups may share one entry:
  *
  *	  im = {
  *	    timeout_ms = 10000; connect_timeout_ms = 3000; max_in_flight = 64;
@@ -23,8 +26,8 @@
  *	the body even on HTTP 200; 429 and provider rate-limit codes retry
  *	after the stated time; 408, 5xx and transport errors retry; other
  *	4xx and non-zero provider codes fail. Confidential messages go only
- *	to https endpoints (else failed, "tls-required"); an unknown group
- *	fails ("unknown-group"). Secrets never reach logs or results and
+ *	to https endpoints (else failed, "tls-required"); an entry that is
+ *	not configured fails ("unknown-group"). Secrets never reach logs or results and
  *	webhook URLs (which embed tokens) are logged redacted.
  *
  *	max_in_flight jobs are held at once (the driver's capacity: the

@@ -42,13 +42,14 @@ enum {
 	WK_V, WK_T, WK_NAME, WK_CHANNELS, WK_CREDIT, WK_HEARTBEAT, WK_DELIVERY_ID,
 	WK_MESSAGE_ID, WK_ATTEMPT, WK_LEASE, WK_RECIPIENT, WK_KIND, WK_CLASS, WK_MSG,
 	WK_OUTCOME, WK_RETRY_AFTER, WK_PROVIDER, WK_CODE, WK_DETAIL, WK_PROVIDER_ID,
-	WK_COUNT_
+	WK_ENDPOINT, WK_COUNT_
 };
 static const wire_key_t wire_keys[] = {
 	KEY("v"), KEY("t"), KEY("name"), KEY("channels"), KEY("credit"), KEY("heartbeat_ms"),
 	KEY("delivery_id"), KEY("message_id"), KEY("attempt"), KEY("lease_ms"),
 	KEY("recipient"), KEY("kind"), KEY("class"), KEY("msg"), KEY("outcome"),
 	KEY("retry_after_ms"), KEY("provider"), KEY("code"), KEY("detail"), KEY("provider_id"),
+	KEY("endpoint"),
 };
 
 /* Indexed by hd_wire_type_t. */
@@ -69,7 +70,7 @@ static const uint32_t required_keys[] = {
 };
 static const uint32_t optional_keys[] = {
 	[HD_WIRE_READY] = 0,
-	[HD_WIRE_JOB] = 0,
+	[HD_WIRE_JOB] = BIT(WK_ENDPOINT),
 	[HD_WIRE_RESULT] = BIT(WK_RETRY_AFTER) | BIT(WK_PROVIDER_ID),
 	[HD_WIRE_HEARTBEAT] = 0,
 	[HD_WIRE_BYE] = 0,
@@ -166,6 +167,20 @@ static int value_err(wctx_t *c, int rc, const char *field, const char *expected)
 }
 
 /* A str of min_len..max_len bytes of UTF-8 without NUL, borrowed from the frame. */
+/* A registry name (herald.is_plain_name): [A-Za-z0-9][A-Za-z0-9._-]*. */
+static bool plain_name(const char *s, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+		if (!alnum && (i == 0 || (ch != '.' && ch != '_' && ch != '-')))
+			return false;
+	}
+	return true;
+}
+
 static int get_text(wctx_t *c, const char *field, size_t min_len, size_t max_len,
 		    const char **s, uint32_t *len)
 {
@@ -291,6 +306,7 @@ static void scratch_clear(scratch_t *s)
 {
 	free(s->job.recipient);
 	free(s->job.kind);
+	free(s->job.endpoint);
 	hd_msg_destroy(&s->job.msg);
 	memset(s, 0, sizeof *s);
 }
@@ -392,6 +408,14 @@ static int decode_value(wctx_t *c, int k, scratch_t *s)
 		if ((rc = get_text(c, "recipient", 1, HD_MAX_ADDR_BYTES, &str, &len)) != HD_OK)
 			return rc;
 		s->job.recipient = hd_strndup(str, len);
+		return HD_OK;
+	case WK_ENDPOINT:
+		if ((rc = get_text(c, "endpoint", 1, HD_WIRE_MAX_NAME_BYTES, &str, &len)) != HD_OK)
+			return rc;
+		if (!plain_name(str, len))
+			return fail(c, HD_E_INVALID, "endpoint",
+				    "must be letters, digits, '.', '_' or '-', not starting with a punctuation mark");
+		s->job.endpoint = hd_strndup(str, len);
 		return HD_OK;
 	case WK_KIND:
 		if ((rc = hd_mpack_read_str(&c->r, &str, &len)) != HD_OK)
@@ -584,6 +608,7 @@ void hd_wire_frame_clear(hd_wire_frame_t *frame)
 	if (frame->type == HD_WIRE_JOB) {
 		free(frame->u.job.recipient);
 		free(frame->u.job.kind);
+		free(frame->u.job.endpoint);
 		hd_msg_destroy(&frame->u.job.msg);
 	}
 	memset(frame, 0, sizeof *frame);
@@ -688,6 +713,9 @@ static bool job_encodable(const hd_wire_job_t *j)
 	    j->lease_ms > HD_WIRE_MAX_LEASE_MS || !j->recipient || !j->kind || !j->msg ||
 	    (unsigned)j->klass > HD_CLASS_BULK)
 		return false;
+	if (j->endpoint && (strlen(j->endpoint) > HD_WIRE_MAX_NAME_BYTES ||
+			    !plain_name(j->endpoint, strlen(j->endpoint))))
+		return false;
 	const hd_msg_t *m = j->msg;
 	if (strcmp(j->kind, "to") == 0)
 		return m->to && in_list(m->to, m->to_count, j->recipient);
@@ -718,7 +746,7 @@ static int encode_ready(enc_t *e, const hd_wire_ready_t *r)
 
 static int encode_job(enc_t *e, const hd_wire_job_t *j)
 {
-	enc_header(e, 10, HD_WIRE_JOB);
+	enc_header(e, j->endpoint ? 11 : 10, HD_WIRE_JOB);
 	ENC_KEY(e, "delivery_id");
 	enc_int(e, j->delivery_id);
 	ENC_KEY(e, "message_id");
@@ -731,6 +759,10 @@ static int encode_job(enc_t *e, const hd_wire_job_t *j)
 	enc_str(e, j->recipient);
 	ENC_KEY(e, "kind");
 	enc_str(e, j->kind);
+	if (j->endpoint) {
+		ENC_KEY(e, "endpoint");
+		enc_str(e, j->endpoint);
+	}
 	ENC_KEY(e, "class");
 	enc_str(e, hd_class_name(j->klass));
 	ENC_KEY(e, "msg");

@@ -68,6 +68,8 @@ typedef struct hd_wire_job {
 	uint32_t lease_ms;            /* the broker reclaims the job after this */
 	char *recipient;              /* the one address of this delivery; owned */
 	char *kind;                   /* "to" | "cc"; owned */
+	char *endpoint;               /* IM: the worker's endpoint entry for the recipient's
+	                               * registered group; NULL = look the recipient up; owned */
 	hd_class_t klass;
 	hd_msg_t *msg;                /* the whole message (all to/cc for headers); owned */
 } hd_wire_job_t;

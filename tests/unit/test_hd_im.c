@@ -392,6 +392,37 @@ static void test_unknown_group_fails_from_handle_not_from_submit(void **state)
 	assert_null(im);
 }
 
+static void test_a_job_with_a_registered_endpoint_uses_that_entry_not_the_group_name(void **state)
+{
+	(void)state;
+	got_t g = {0};
+	char err[256];
+	/* Entry "hook-a" is a wecom webhook over http; the group "sales" has
+	 * no entry of its own. A confidential job shows which entry was used:
+	 * its provider, refused for plain http before any request. */
+	void *im = open_text("im = { groups = ( { name = \"hook-a\"; provider = \"wecom\"; url = \"http://127.0.0.1:9/send?key=k\"; },"
+			     " { name = \"ops\"; provider = \"slack\"; url = \"http://127.0.0.1:9/x\"; } ); };",
+			     &g, err, sizeof err);
+	assert_non_null(im);
+	hd_channel_job_t *j = make_job(11, "sales", "s", "b", HD_FLAG_CONFIDENTIAL);
+	j->job.endpoint = hd_strdup("hook-a");
+	assert_int_equal(hd_im_ops.submit(im, j), 0);
+	/* The group "ops" exists as an entry, but its registry says "gone". */
+	j = make_job(12, "ops", "s", "b", 0);
+	j->job.endpoint = hd_strdup("gone");
+	assert_int_equal(hd_im_ops.submit(im, j), 0);
+	run(im, 1000);
+	assert_int_equal(g.count, 2);
+	assert_int_equal(g.delivery_id[0], 11);
+	assert_string_equal(g.result[0].provider, "wecom");
+	assert_string_equal(g.result[0].provider_code, "tls-required");
+	assert_int_equal(g.delivery_id[1], 12);
+	assert_int_equal(g.result[1].outcome, HD_OUTCOME_FAILED);
+	assert_string_equal(g.result[1].provider_code, "unknown-group");
+	assert_non_null(strstr(g.result[1].detail, "registered endpoint"));
+	hd_im_ops.close(&im);
+}
+
 static void test_confidential_message_to_an_http_endpoint_fails_tls_required(void **state)
 {
 	(void)state;
@@ -498,6 +529,7 @@ int main(void)
 		cmocka_unit_test(test_provider_names_round_trip),
 		cmocka_unit_test(test_bad_configurations_are_refused_with_line_and_reason),
 		cmocka_unit_test(test_unknown_group_fails_from_handle_not_from_submit),
+		cmocka_unit_test(test_a_job_with_a_registered_endpoint_uses_that_entry_not_the_group_name),
 		cmocka_unit_test(test_confidential_message_to_an_http_endpoint_fails_tls_required),
 		cmocka_unit_test(test_text_that_is_not_utf8_fails_instead_of_crashing_the_worker),
 		cmocka_unit_test(test_refused_connection_is_retry_and_detail_has_no_token),

@@ -107,6 +107,8 @@ static hd_msg_t *full_msg(void)
 	return m;
 }
 
+#define HD_TEST_65_CHARS "1234567890123456789012345678901234567890123456789012345678901234"
+
 /* A JOB frame owning its strings (clear it with hd_wire_frame_clear). */
 static hd_wire_frame_t full_job(void)
 {
@@ -191,6 +193,31 @@ static void test_a_job_frame_survives_encode_then_decode_with_its_whole_message(
 	hd_wire_frame_clear(&out);
 	assert_null(out.u.job.msg);
 	hd_wire_frame_clear(NULL);
+}
+
+static void test_a_job_endpoint_is_optional_survives_round_trip_and_must_be_a_plain_name(void **state)
+{
+	(void)state;
+	hd_wire_frame_t in = full_job(), out;
+	round_trip(&in, &out);
+	assert_null(out.u.job.endpoint); /* absent: the worker looks the recipient up */
+	hd_wire_frame_clear(&out);
+
+	in.u.job.endpoint = strdup("sales-hook.cn_1");
+	round_trip(&in, &out);
+	assert_string_equal(out.u.job.endpoint, "sales-hook.cn_1");
+	hd_wire_frame_clear(&out);
+
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	const char *bad[] = {"", "-hook", "sales hook", "hook/1", "x" HD_TEST_65_CHARS};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		free(in.u.job.endpoint);
+		in.u.job.endpoint = strdup(bad[i]);
+		assert_int_equal(hd_wire_encode(&in, &buf, &len), HD_E_INVALID);
+		assert_null(buf);
+	}
+	hd_wire_frame_clear(&in);
 }
 
 static void test_a_result_frame_survives_encode_then_decode_with_and_without_options(void **state)
@@ -808,6 +835,10 @@ static void test_every_text_limit_accepts_the_limit_and_refuses_one_more_byte(vo
 	}
 	EXPECT_ERR(HD_E_TOOBIG, "recipient", "{" VT("job") ",'recipient':'a'*%u}",
 		   HD_MAX_ADDR_BYTES + 1);
+	EXPECT_ERR(HD_E_TOOBIG, "endpoint", "{" VT("job") ",'endpoint':'a'*%u}",
+		   HD_WIRE_MAX_NAME_BYTES + 1);
+	EXPECT_ERR(HD_E_INVALID, "endpoint", "{" VT("job") ",'endpoint':'-hook'}");
+	EXPECT_ERR(HD_E_INVALID, "endpoint", "{" VT("job") ",'endpoint':'a b'}");
 }
 
 static void test_the_job_message_is_checked_with_the_producer_rules(void **state)
@@ -890,6 +921,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_ready_frame_survives_encode_then_decode),
 		cmocka_unit_test(test_a_job_frame_survives_encode_then_decode_with_its_whole_message),
+		cmocka_unit_test(test_a_job_endpoint_is_optional_survives_round_trip_and_must_be_a_plain_name),
 		cmocka_unit_test(test_a_result_frame_survives_encode_then_decode_with_and_without_options),
 		cmocka_unit_test(test_heartbeat_and_bye_encode_to_the_documented_bytes),
 		cmocka_unit_test(test_a_ready_frame_encodes_to_the_documented_bytes),
