@@ -26,8 +26,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hd_channel.h"
 #include "hd_err.h"
 #include "hd_http.h"
+#include "hd_mem.h"
+#include "hd_msg.h"
 #include "hd_time.h"
 
 /* ---- a tiny HTTP server in a child process ------------------------------ */
@@ -554,6 +557,173 @@ static void test_transport_result_is_retry_and_http_answers_are_not_transport(vo
 	assert_false(hd_http_transport_result(&ok, &res));
 }
 
+/* ---- hd_http_jobs: the job table the IM and SMS drivers share ------------- */
+
+/* A driver object as hd_http_jobs_op_* expect: its jobs table first. */
+typedef struct test_driver {
+	hd_http_jobs_t *jobs;
+	int maps, reports, dones;
+	char trace[64];              /* 'm' map, 'r' report, 'd' done, in order */
+	int64_t done_ids[8];
+	hd_wire_result_t done_results[8];
+} test_driver_t;
+
+static void td_trace(test_driver_t *d, char c)
+{
+	size_t n = strlen(d->trace);
+	if (n + 1 < sizeof d->trace)
+		d->trace[n] = c;
+}
+
+static void td_map(void *self, hd_http_job_t *job, const hd_http_response_t *r)
+{
+	test_driver_t *d = self;
+	d->maps++;
+	td_trace(d, 'm');
+	char code[16];
+	snprintf(code, sizeof code, "%ld", r->status);
+	hd_http_result_set(&job->result, r->status == 200 ? HD_OUTCOME_DELIVERED : HD_OUTCOME_FAILED,
+			   code, r->body, strlen(r->body));
+}
+
+static void td_report(void *self, const hd_http_job_t *job)
+{
+	test_driver_t *d = self;
+	(void)job;
+	d->reports++;
+	td_trace(d, 'r');
+}
+
+static void td_done(void *arg, hd_channel_job_t *job, const hd_wire_result_t *r)
+{
+	test_driver_t *d = arg;
+	if (d->dones < 8) {
+		d->done_ids[d->dones] = job->job.delivery_id;
+		d->done_results[d->dones] = *r;
+	}
+	d->dones++;
+	td_trace(d, 'd');
+	hd_channel_job_destroy(&job);
+}
+
+static void td_open(test_driver_t *d, int64_t max_in_flight)
+{
+	memset(d, 0, sizeof *d);
+	hd_http_settings_t st = {.timeout_ms = 2000, .connect_timeout_ms = 1000,
+				 .max_in_flight = max_in_flight, .max_host_connections = 4,
+				 .max_connections = 8};
+	hd_http_driver_t drv = {.self = d, .map = td_map, .report = td_report,
+				.done = td_done, .done_arg = d};
+	d->jobs = hd_http_jobs_new(&st, &drv);
+	assert_non_null(d->jobs);
+}
+
+static hd_channel_job_t *td_job(int64_t id)
+{
+	hd_channel_job_t *j = hd_calloc(1, sizeof *j);
+	j->job.delivery_id = id;
+	j->job.message_id = id * 10;
+	j->job.attempt = 2;
+	j->job.recipient = hd_strdup("ops");
+	j->job.kind = hd_strdup("to");
+	j->job.msg = hd_msg_new(HD_CHANNEL_IM);
+	return j;
+}
+
+/* Drive the table like the worker's loop until want jobs were done. */
+static void td_run(test_driver_t *d, int want, int64_t max_ms)
+{
+	int64_t end = hd_time_mono_ms() + max_ms;
+	while (d->dones < want && hd_time_mono_ms() < end) {
+		zmq_pollitem_t items[32];
+		size_t n = hd_http_jobs_op_poll_items(d, items, 32);
+		int64_t t = hd_http_jobs_op_timeout_ms(d, 0);
+		if (t < 0 || t > 100)
+			t = 100;
+		zmq_poll(items, (int)n, (long)t);
+		hd_http_jobs_op_handle(d, 0, items, n);
+	}
+}
+
+static void test_jobs_take_at_most_max_in_flight_and_a_parked_job_is_reported_at_the_next_handle(void **state)
+{
+	(void)state;
+	test_driver_t d;
+	td_open(&d, 2);
+	assert_int_equal(hd_http_jobs_op_capacity(&d), 2);
+	hd_http_job_t *a, *b, *c = NULL;
+	assert_int_equal(hd_http_jobs_take(d.jobs, td_job(1), &a), 0);
+	assert_int_equal(hd_http_jobs_take(d.jobs, td_job(2), &b), 0);
+	assert_null(a->ctx);
+	hd_channel_job_t *third = td_job(3);
+	assert_int_equal(hd_http_jobs_take(d.jobs, third, &c), HD_E_BUSY);
+	assert_null(c);
+	hd_channel_job_destroy(&third);
+	assert_int_equal(hd_http_jobs_op_in_flight(&d), 2);
+
+	hd_http_jobs_park(d.jobs, a, HD_OUTCOME_FAILED, "unknown-group", "no such group");
+	assert_int_equal(d.dones, 0);     /* never from inside the driver's submit */
+	assert_int_equal(hd_http_jobs_op_timeout_ms(&d, 0), 0);
+	hd_http_jobs_op_handle(&d, 0, NULL, 0);
+	assert_int_equal(d.dones, 1);
+	assert_string_equal(d.trace, "rd");  /* the driver's log line, then done */
+	assert_int_equal(d.done_ids[0], 1);
+	assert_int_equal(d.done_results[0].delivery_id, 1);
+	assert_int_equal(d.done_results[0].attempt, 2);
+	assert_int_equal(d.done_results[0].outcome, HD_OUTCOME_FAILED);
+	assert_string_equal(d.done_results[0].provider_code, "unknown-group");
+	assert_string_equal(d.done_results[0].detail, "no such group");
+	assert_int_equal(hd_http_jobs_op_in_flight(&d), 1);
+	/* Room again: one more may be taken. */
+	assert_int_equal(hd_http_jobs_take(d.jobs, td_job(4), &c), 0);
+	hd_http_jobs_park(d.jobs, c, HD_OUTCOME_RETRY, "later", "x");
+	hd_http_jobs_park(d.jobs, b, HD_OUTCOME_RETRY, "later", "y");
+	hd_http_jobs_destroy(&d.jobs);    /* parked jobs are reported, in order */
+	assert_null(d.jobs);
+	assert_int_equal(d.dones, 3);
+	assert_int_equal(d.done_ids[1], 4);
+	assert_int_equal(d.done_ids[2], 2);
+}
+
+static void test_jobs_answers_are_mapped_transport_errors_are_not_and_destroy_reports_the_rest(void **state)
+{
+	(void)state;
+	test_driver_t d;
+	td_open(&d, 8);
+	hd_http_job_t *ok, *refused, *slow;
+	assert_int_equal(hd_http_jobs_take(d.jobs, td_job(10), &ok), 0);
+	hd_http_request_t r = {.method = "GET", .url = url("/ok")};
+	assert_int_equal(hd_http_jobs_start(d.jobs, ok, &r), 0);
+	td_run(&d, 1, 5000);
+	assert_int_equal(d.dones, 1);
+	assert_int_equal(d.maps, 1);
+	assert_string_equal(d.trace, "mrd");
+	assert_int_equal(d.done_results[0].outcome, HD_OUTCOME_DELIVERED);
+	assert_string_equal(d.done_results[0].provider_code, "200");
+
+	/* Nobody listens on port 9 of loopback: a transport error, decided
+	 * by the table (RETRY), without asking the driver to map an answer. */
+	assert_int_equal(hd_http_jobs_take(d.jobs, td_job(11), &refused), 0);
+	hd_http_request_t rr = {.method = "GET", .url = "http://127.0.0.1:9/x"};
+	assert_int_equal(hd_http_jobs_start(d.jobs, refused, &rr), 0);
+	td_run(&d, 2, 5000);
+	assert_int_equal(d.dones, 2);
+	assert_int_equal(d.maps, 1);
+	assert_int_equal(d.done_results[1].outcome, HD_OUTCOME_RETRY);
+
+	/* A request still in the engine when the driver closes: RETRY, so
+	 * the broker sends it again rather than losing it. */
+	assert_int_equal(hd_http_jobs_take(d.jobs, td_job(12), &slow), 0);
+	hd_http_request_t rs = {.method = "GET", .url = url("/slow")};
+	assert_int_equal(hd_http_jobs_start(d.jobs, slow, &rs), 0);
+	assert_int_equal(hd_http_jobs_op_in_flight(&d), 1);
+	hd_http_jobs_destroy(&d.jobs);
+	assert_int_equal(d.dones, 3);
+	assert_int_equal(d.done_ids[2], 12);
+	assert_int_equal(d.done_results[2].outcome, HD_OUTCOME_RETRY);
+	assert_string_equal(d.done_results[2].provider_code, "worker-stopping");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -581,6 +751,8 @@ int main(void)
 		cmocka_unit_test(test_secret_file_larger_than_the_limit_is_refused),
 		cmocka_unit_test(test_copy_text_sanitizes_and_never_splits_a_character),
 		cmocka_unit_test(test_transport_result_is_retry_and_http_answers_are_not_transport),
+		cmocka_unit_test(test_jobs_take_at_most_max_in_flight_and_a_parked_job_is_reported_at_the_next_handle),
+		cmocka_unit_test(test_jobs_answers_are_mapped_transport_errors_are_not_and_destroy_reports_the_rest),
 	};
 	return cmocka_run_group_tests(tests, start_server, stop_server);
 }
