@@ -586,6 +586,8 @@ static void dp_outcomes_done(void *arg, int code, const PGresult *res, const cha
 		json_array_extend(batch, self->outcomes);
 		json_decref(self->outcomes);
 		self->outcomes = batch;
+		/* Try again after coalesce_ms, not on the very next turn. */
+		self->outcomes_since_ms = hd_time_mono_ms();
 		return;
 	}
 	json_decref(batch);
@@ -621,8 +623,7 @@ static void dp_flush_outcomes(hd_dispatch_t *self, int64_t now_ms)
 			json_array_append(i < max ? now_part : rest, v);
 		json_decref(batch);
 		batch = now_part;
-		self->outcomes = rest;
-		self->outcomes_since_ms = now_ms;
+		self->outcomes = rest;   /* they keep their age: due at once if it is up */
 	} else {
 		self->outcomes = json_array();
 	}
@@ -838,7 +839,9 @@ static void dp_claim_done(void *arg, int code, const PGresult *res, const char *
 		job->attempt = (uint32_t)strtoul(PQgetvalue(res, r, 2), NULL, 10);
 		job->recipient = hd_strdup(PQgetvalue(res, r, 3));
 		job->kind = hd_strdup(PQgetvalue(res, r, 4));
-		if (!PQgetisnull(res, r, 7))
+		/* Only when it says something the recipient does not: a JOB is then
+		 * byte for byte what workers that predate the field accept. */
+		if (!PQgetisnull(res, r, 7) && strcmp(PQgetvalue(res, r, 7), job->recipient) != 0)
 			job->endpoint = hd_strdup(PQgetvalue(res, r, 7));
 		hd_channel_parse(PQgetvalue(res, r, 5), &job->channel);
 		hd_class_parse(PQgetvalue(res, r, 6), &job->klass);

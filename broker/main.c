@@ -219,8 +219,8 @@ static int heraldd_run(const hd_config_t *cfg, hd_policy_t *policy, const hd_sea
 				;
 		}
 		hd_store_handle(store, now, items + 2, store_items);
-		/* Messages just committed may be due now (POLICY G3.3): claim at
-		 * once instead of at the next poll. */
+		/* Messages just committed may be due now (POLICY G3.3): claim
+		 * within dispatch.coalesce_ms instead of at the next poll. */
 		uint64_t accepted = hd_intake_stats(intake).accepted;
 		if (accepted != last_accepted) {
 			last_accepted = accepted;

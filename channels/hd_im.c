@@ -428,9 +428,14 @@ static int im_submit(void *self_, hd_channel_job_t *job)
 	const char *entry = job->job.endpoint ? job->job.endpoint : job->job.recipient;
 	const im_group_t *g = find_group(self, entry);
 	if (!g) {
-		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "unknown-group",
-				  job->job.endpoint ? "the group's registered endpoint is not configured in this worker"
-						    : "no im group with this name is configured");
+		char why[160];
+		if (job->job.endpoint)
+			snprintf(why, sizeof why,
+				 "the group's registered endpoint \"%s\" is not configured in this worker",
+				 job->job.endpoint);
+		else
+			snprintf(why, sizeof why, "no im group with this name is configured");
+		hd_http_jobs_park(self->jobs, req, HD_OUTCOME_FAILED, "unknown-group", why);
 		return 0;
 	}
 	req->ctx = g;

@@ -166,7 +166,6 @@ static int value_err(wctx_t *c, int rc, const char *field, const char *expected)
 	return fail_malformed(c, "truncated or invalid msgpack");
 }
 
-/* A str of min_len..max_len bytes of UTF-8 without NUL, borrowed from the frame. */
 /* A registry name (herald.is_plain_name): [A-Za-z0-9][A-Za-z0-9._-]*. */
 static bool plain_name(const char *s, size_t len)
 {
@@ -181,6 +180,7 @@ static bool plain_name(const char *s, size_t len)
 	return true;
 }
 
+/* A str of min_len..max_len bytes of UTF-8 without NUL, borrowed from the frame. */
 static int get_text(wctx_t *c, const char *field, size_t min_len, size_t max_len,
 		    const char **s, uint32_t *len)
 {

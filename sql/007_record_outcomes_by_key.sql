@@ -112,6 +112,13 @@ BEGIN
 			USING ERRCODE = 'invalid_parameter_value';
 	END IF;
 
+	-- Every result's fields must have their types, applied or not, as in
+	-- 006 (which read them all): a malformed batch is refused whole.
+	PERFORM count(*)
+	   FROM jsonb_to_recordset(results) AS x(
+	        delivery_id bigint, attempt int, outcome text, provider text, code text,
+	        detail text, provider_id text, next_attempt_at_ms bigint, max_lifetime_s int);
+
 	SELECT jsonb_object_agg(f.id || ':' || f.attempt, f.e || jsonb_build_object('ord', f.ord)),
 	       array_agg(f.id)
 	  INTO v_first, v_ids

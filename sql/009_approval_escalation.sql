@@ -17,12 +17,17 @@
 --	needs two different seniors, as approve() already enforces for
 --	levels 1 and 2.
 --
---	Done by an AFTER INSERT trigger on approval_requests rather than in
---	intake_batch(): the request keeps being created as 003/004 create it
---	(its 'approval.requested' event says 'dept_head', then the
---	escalation event says where it went and why, which is the order the
---	decision is taken in), and intake_batch() is not copied again. An
---	AFTER trigger sees the message inserted by the same statement.
+--	Done by a statement-level AFTER INSERT trigger on approval_requests
+--	rather than in intake_batch(), which is not copied again: the
+--	request is created as 003/004 create it (its 'approval.requested'
+--	event says 'dept_head'), then the trigger moves it and writes
+--	'approval.escalated' (a later event id, saying where it went and
+--	why). An AFTER trigger sees the message inserted by the same
+--	statement. One UPDATE and one INSERT per statement: a batch with
+--	escalations costs one more audit link, not one per request. That
+--	link is sealed when the trigger's INSERT ends, so it precedes the
+--	link of the statement that fired it in the chain; audit_verify()
+--	checks links, not the order of events across them.
 --
 --	Same rules as 001: applied by heraldctl db migrate in one
 --	transaction, no BEGIN/COMMIT, everything schema-qualified.
@@ -37,43 +42,60 @@ ALTER TABLE herald.approval_requests ADD CONSTRAINT approval_requests_level_role
 	CASE WHEN level = 2 THEN approver_role = 'senior' AND escalated IS NULL
 	     ELSE (approver_role = 'dept_head') = (escalated IS NULL) END);
 
--- Route a new level-1 request to senior leadership when its department
--- cannot decide it (see DESCRIPTION).
+-- Route the new level-1 requests of one statement to senior leadership
+-- when their department cannot decide them (see DESCRIPTION): one UPDATE
+-- and one INSERT of events per statement, so one audit link per batch.
 CREATE FUNCTION herald.approval_escalate() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = herald, pg_temp
 AS $$
 DECLARE
-	v_sender text;
-	v_head   text;
-	v_why    text;
+	v_seqscan text := current_setting('enable_seqscan');
+	v_ids     bigint[];
+	v_whys    text[];
 BEGIN
-	IF NEW.level <> 1 OR NEW.approver_role <> 'dept_head' THEN
-		RETURN NULL;
+	-- Key look-ups only, planned once per session: no sequential scan a
+	-- tiny table could win at the first call (sql/007's WHY). Back on
+	-- before the audit seal runs.
+	PERFORM set_config('enable_seqscan', 'off', true);
+	SELECT array_agg(e.id ORDER BY e.id), array_agg(e.why ORDER BY e.id)
+	  INTO v_ids, v_whys
+	  FROM (SELECT n.id,
+	               (SELECT s.address
+	                  FROM herald.departments AS d
+	                  JOIN herald.staff AS s ON s.address = lower(d.head) AND s.active
+	                 WHERE d.name = n.department) AS head,
+	               (SELECT lower(m.sender) FROM herald.messages AS m
+	                 WHERE m.id = n.message_id) AS sender,
+	               n.department
+	          FROM new_requests AS n
+	         WHERE n.level = 1 AND n.approver_role = 'dept_head') AS x
+	 CROSS JOIN LATERAL (
+	       SELECT x.id,
+	              CASE WHEN x.head IS NULL
+	                   THEN coalesce(x.department, '(no department)') || ' has no active head'
+	                   ELSE 'the sender heads ' || x.department END AS why) AS e
+	 WHERE x.head IS NULL OR x.head = x.sender;
+	IF v_ids IS NOT NULL THEN
+		UPDATE herald.approval_requests AS r
+		   SET approver_role = 'senior', escalated = v_whys[array_position(v_ids, r.id)]
+		 WHERE r.id = ANY (v_ids);
 	END IF;
-	SELECT lower(m.sender) INTO v_sender FROM herald.messages AS m WHERE m.id = NEW.message_id;
-	SELECT s.address INTO v_head
-	  FROM herald.departments AS d
-	  JOIN herald.staff AS s ON s.address = lower(d.head) AND s.active
-	 WHERE d.name = NEW.department;
-	IF v_head IS NULL THEN
-		v_why := coalesce(NEW.department, '(no department)') || ' has no active head';
-	ELSIF v_head = v_sender THEN
-		v_why := 'the sender heads ' || NEW.department;
-	ELSE
-		RETURN NULL;
+	PERFORM set_config('enable_seqscan', v_seqscan, true);
+	IF v_ids IS NOT NULL THEN
+		INSERT INTO herald.audit_events (actor, kind, message_id, detail)
+		SELECT 'broker:' || session_user, 'approval.escalated', n.message_id,
+		       jsonb_build_object('request_id', n.id, 'kind', n.kind, 'level', n.level,
+		                          'approver_role', 'senior', 'department', n.department,
+		                          'reason', v_whys[array_position(v_ids, n.id)])::text
+		  FROM new_requests AS n
+		 WHERE n.id = ANY (v_ids)
+		 ORDER BY n.id;
 	END IF;
-	UPDATE herald.approval_requests
-	   SET approver_role = 'senior', escalated = v_why
-	 WHERE id = NEW.id;
-	INSERT INTO herald.audit_events (actor, kind, message_id, detail)
-	VALUES ('broker:' || session_user, 'approval.escalated', NEW.message_id,
-	        jsonb_build_object('request_id', NEW.id, 'kind', NEW.kind, 'level', NEW.level,
-	                           'approver_role', 'senior', 'department', NEW.department,
-	                           'reason', v_why)::text);
 	RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER approval_requests_escalate
 	AFTER INSERT ON herald.approval_requests
-	FOR EACH ROW EXECUTE FUNCTION herald.approval_escalate();
+	REFERENCING NEW TABLE AS new_requests
+	FOR EACH STATEMENT EXECUTE FUNCTION herald.approval_escalate();

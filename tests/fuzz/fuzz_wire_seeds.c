@@ -94,6 +94,8 @@ int main(int argc, char **argv)
 	hd_wire_frame_clear(&f);
 	f = job(HD_CHANNEL_IM, "ops-alerts");
 	rc |= write_frame(dir, "job-im", &f);
+	f.u.job.endpoint = strdup("ops-hook");
+	rc |= write_frame(dir, "job-im-endpoint", &f);
 	hd_wire_frame_clear(&f);
 
 	f = (hd_wire_frame_t){.type = HD_WIRE_RESULT};

@@ -400,6 +400,23 @@ def test_A2_1_a_department_without_a_head_goes_to_two_different_seniors_when_maj
                  % other) is None
 
 
+def test_A2_1_escalations_of_one_batch_are_one_update_and_one_audit_link():
+    mids = intake([entry(sender="carol@example.com", klass="important"),
+                   entry(sender="erin@example.com", klass="important", major=True),
+                   entry(sender="bob@example.com", klass="important")])
+    # One link holds the escalations of the batch (009), however many.
+    links = value("SELECT count(DISTINCT (l.chain_id, l.seq)) FROM herald.audit_links AS l "
+                  "JOIN herald.audit_events AS e ON e.id = ANY (l.event_ids) "
+                  "WHERE e.kind = 'approval.escalated' AND e.message_id IN (%s)"
+                  % ",".join(str(m) for m in mids))
+    assert int(links) == 1, links
+    esc = [e for m in mids for e in events(m, "approval.escalated")]
+    assert sorted(e["detail"]["reason"] for e in esc) == \
+        ["Board has no active head", "the sender heads Sales"], esc
+    assert [r["role"] for r in requests_of(mids[2])] == ["dept_head"]
+    assert verify() == []
+
+
 def test_A2_1_approval_by_the_right_head_releases_and_notifies_herald_released():
     (mid,) = intake([entry(klass="important", to=["x@example.org", "y@example.org"])])
     listener = subprocess.Popen(
@@ -740,6 +757,7 @@ TESTS = [
     test_A2_1_major_adds_level_2_for_senior_leadership_told_after_level_1,
     test_A2_1_a_heads_own_important_message_is_escalated_to_senior_leadership,
     test_A2_1_a_department_without_a_head_goes_to_two_different_seniors_when_major,
+    test_A2_1_escalations_of_one_batch_are_one_update_and_one_audit_link,
     test_A2_1_approval_by_the_right_head_releases_and_notifies_herald_released,
     test_A2_1_wrong_head_sender_employee_and_senior_before_level_1_are_refused,
     test_A2_1_the_level_1_approver_cannot_also_approve_level_2,

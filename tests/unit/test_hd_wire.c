@@ -107,7 +107,7 @@ static hd_msg_t *full_msg(void)
 	return m;
 }
 
-#define HD_TEST_65_CHARS "1234567890123456789012345678901234567890123456789012345678901234"
+#define HD_TEST_64_CHARS "1234567890123456789012345678901234567890123456789012345678901234"
 
 /* A JOB frame owning its strings (clear it with hd_wire_frame_clear). */
 static hd_wire_frame_t full_job(void)
@@ -210,7 +210,7 @@ static void test_a_job_endpoint_is_optional_survives_round_trip_and_must_be_a_pl
 
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	const char *bad[] = {"", "-hook", "sales hook", "hook/1", "x" HD_TEST_65_CHARS};
+	const char *bad[] = {"", "-hook", "sales hook", "hook/1", "x" HD_TEST_64_CHARS /* 65 bytes */};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		free(in.u.job.endpoint);
 		in.u.job.endpoint = strdup(bad[i]);
