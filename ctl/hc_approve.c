@@ -566,7 +566,13 @@ static void hc_approve_print_chain(FILE *out, const json_t *chain, double now_s)
 		hc_approve_text(HC_GET(r, "due_at"), due, sizeof(due));
 		hc_approve_text(HC_GET(r, "comment"), comment, sizeof(comment));
 		const char *who = strcmp(role, "senior") == 0 ? "senior leadership" : NULL;
-		char whobuf[256];
+		char whobuf[320], escalated[256];
+		hc_approve_text(HC_GET(r, "escalated"), escalated, sizeof(escalated));
+		if (who != NULL && escalated[0] != '\0') {
+			/* 009: a level-1 request its department could not decide. */
+			snprintf(whobuf, sizeof(whobuf), "senior leadership (escalated: %s)", escalated);
+			who = whobuf;
+		}
 		if (who == NULL) {
 			char dept[128];
 			hc_approve_text(HC_GET(r, "department"), dept, sizeof(dept));

@@ -300,6 +300,13 @@ def test_show_prints_content_attachments_and_the_chain():
     assert "bulk application" in out and "customers" in out, out
     r = ctl("show", str(M["bulk"]), user="carol")
     assert r.returncode == 1 and "you may not see message %d" % M["bulk"] in r.stderr, r.stderr
+    # Carol heads Sales: her own message went to senior leadership, and
+    # show tells the senior why (sql/009, sql/011).
+    out = ok(ctl("show", str(M["own"]), user="dave"))
+    assert "level 1 important pending   senior leadership (escalated: the sender heads Sales)" \
+        in out, out
+    doc = json.loads(ok(ctl("show", str(M["own"]), "--json", user="dave")))
+    assert doc["approvals"][0]["escalated"] == "the sender heads Sales", doc["approvals"]
 
 
 def test_approve_by_the_wrong_head_is_refused_with_the_databases_words():
