@@ -90,6 +90,7 @@
 #include "hd_err.h"
 #include "hd_limits.h"
 #include "hd_mem.h"
+#include "hd_num.h"
 #include "herald/herald.h"
 
 #define HB_MAX_CONCURRENCY  1024
@@ -959,17 +960,6 @@ static void hb_usage(FILE *out)
 	      "                    message j takes line j mod n (replaces the --size filler)\n", out);
 }
 
-static bool hb_parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end = NULL;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || !end || *end != '\0' || end == s || v < lo || v > hi)
-		return false;
-	*out = v;
-	return true;
-}
-
 static void hb_free_to(hb_opts_t *o)
 {
 	for (size_t i = 0; i < o->to_count; i++)
@@ -1049,22 +1039,22 @@ int main(int argc, char **argv)
 		case 'e': o.endpoint = optarg; break;
 		case 'a': o.app = optarg; break;
 		case 'c':
-			if (!hb_parse_long(optarg, 1, HB_MAX_CONCURRENCY, &v))
+			if (!hd_num_parse_long(optarg, 1, HB_MAX_CONCURRENCY, &v))
 				goto bad;
 			o.concurrency = (int)v;
 			break;
 		case 'n':
-			if (!hb_parse_long(optarg, 1, HB_MAX_MESSAGES, &v))
+			if (!hd_num_parse_long(optarg, 1, HB_MAX_MESSAGES, &v))
 				goto bad;
 			o.messages = (size_t)v;
 			break;
 		case 's':
-			if (!hb_parse_long(optarg, 1, HB_MAX_SIZE_BYTES, &v))
+			if (!hd_num_parse_long(optarg, 1, HB_MAX_SIZE_BYTES, &v))
 				goto bad;
 			o.size_bytes = (size_t)v;
 			break;
 		case 'w':
-			if (!hb_parse_long(optarg, 1, HB_MAX_WINDOW, &v))
+			if (!hd_num_parse_long(optarg, 1, HB_MAX_WINDOW, &v))
 				goto bad;
 			o.window = (int)v;
 			break;
@@ -1089,18 +1079,18 @@ int main(int argc, char **argv)
 			snprintf(o.key_prefix, sizeof(o.key_prefix), "%s", optarg);
 			break;
 		case 't':
-			if (!hb_parse_long(optarg, 1, 3600000, &v))
+			if (!hd_num_parse_long(optarg, 1, 3600000, &v))
 				goto bad;
 			o.timeout_ms = (int)v;
 			break;
 		case 'W':
-			if (!hb_parse_long(optarg, 1, 3600000, &v))
+			if (!hd_num_parse_long(optarg, 1, 3600000, &v))
 				goto bad;
 			o.wait_ms = (int)v;
 			break;
 		case 'L': o.latency_log = optarg; break;
 		case 'T':
-			if (!hb_parse_long(optarg, 0, 1000000, &v))
+			if (!hd_num_parse_long(optarg, 0, 1000000, &v))
 				goto bad;
 			o.tick_us = (int)v;
 			break;

@@ -74,6 +74,7 @@
 #include "hd_err.h"
 #include "hd_mem.h"
 #include "hd_msg.h"
+#include "hd_num.h"
 #include "hd_policy.h"
 #include "hd_sms_segments.h"
 
@@ -814,17 +815,6 @@ static void pb_usage(FILE *out)
 	      "  --texts N           how many (default 1000)\n", out);
 }
 
-static bool pb_parse_long(const char *s, long lo, long hi, long *out)
-{
-	char *end = NULL;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno != 0 || !end || *end != '\0' || end == s || v < lo || v > hi)
-		return false;
-	*out = v;
-	return true;
-}
-
 static bool pb_parse_terms(const char *s, size_t terms[3])
 {
 	char buf[64];
@@ -835,7 +825,7 @@ static bool pb_parse_terms(const char *s, size_t terms[3])
 	char *tok = strtok_r(buf, ",", &save);
 	for (int i = 0; i < 3; i++) {
 		long v;
-		if (!tok || !pb_parse_long(tok, 1, PB_MAX_LIST_TERMS, &v))
+		if (!tok || !hd_num_parse_long(tok, 1, PB_MAX_LIST_TERMS, &v))
 			return false;
 		terms[i] = (size_t)v;
 		tok = strtok_r(NULL, ",", &save);
@@ -901,17 +891,17 @@ int main(int argc, char **argv)
 		case 'w': o.write_config = optarg; break;
 		case 'T': o.write_texts = optarg; break;
 		case 'n':
-			if (!pb_parse_long(optarg, 1, PB_MAX_MESSAGES, &v))
+			if (!hd_num_parse_long(optarg, 1, PB_MAX_MESSAGES, &v))
 				goto bad;
 			o.messages = (size_t)v;
 			break;
 		case 'N':
-			if (!pb_parse_long(optarg, 1, PB_MAX_TEXTS, &v))
+			if (!hd_num_parse_long(optarg, 1, PB_MAX_TEXTS, &v))
 				goto bad;
 			o.texts = (size_t)v;
 			break;
 		case 's':
-			if (!pb_parse_long(optarg, 1, PB_MAX_SECONDS, &v))
+			if (!hd_num_parse_long(optarg, 1, PB_MAX_SECONDS, &v))
 				goto bad;
 			o.seconds = v;
 			break;
@@ -924,7 +914,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'S':
-			if (!pb_parse_long(optarg, 0, 0x7fffffffL, &v))
+			if (!hd_num_parse_long(optarg, 0, 0x7fffffffL, &v))
 				goto bad;
 			o.seed = (uint64_t)v;
 			break;
@@ -933,7 +923,7 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 'C':
-			if (!pb_parse_long(optarg, 0, CPU_SETSIZE - 1, &v))
+			if (!hd_num_parse_long(optarg, 0, CPU_SETSIZE - 1, &v))
 				goto bad;
 			o.cpu = v;
 			break;

@@ -18,6 +18,7 @@
 #include "hc_fmt.h"
 #include "hc_table.h"
 #include "hd_err.h"
+#include "hd_num.h"
 #include "hd_mem.h"
 #include "hd_time.h"
 
@@ -58,9 +59,8 @@ int hc_dead_parse_list_args(int argc, char **argv, int64_t now_ms, hc_dead_filte
 		}
 	}
 	if (v[2] != NULL) {
-		char *end = NULL;
-		long n = strtol(v[2], &end, 10);
-		if (end == v[2] || *end != '\0' || n < 1 || n > HC_DEAD_MAX_LIMIT) {
+		long n;
+		if (!hd_num_parse_long(v[2], 1, HC_DEAD_MAX_LIMIT, &n)) {
 			snprintf(err, errlen, "--limit must be a number from 1 to %d, not '%.32s'",
 			         HC_DEAD_MAX_LIMIT, v[2]);
 			return HC_EXIT_USAGE;

@@ -23,6 +23,7 @@
 #include "hc_table.h"
 #include "hd_err.h"
 #include "hd_mem.h"
+#include "hd_num.h"
 #include "hd_time.h"
 
 #define HC_POLICY_ISO(col) \
@@ -301,9 +302,8 @@ int hc_policy_parse_violations_args(int argc, char **argv, int64_t now_ms,
 		}
 	}
 	if (v[5] != NULL) {
-		char *end = NULL;
-		long n = strtol(v[5], &end, 10);
-		if (end == v[5] || *end != '\0' || n < 1 || n > HC_POLICY_MAX_LIMIT) {
+		long n;
+		if (!hd_num_parse_long(v[5], 1, HC_POLICY_MAX_LIMIT, &n)) {
 			snprintf(err, errlen, "--limit must be a number from 1 to %d, not '%.32s'",
 			         HC_POLICY_MAX_LIMIT, v[5]);
 			return HC_EXIT_USAGE;
