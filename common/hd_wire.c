@@ -166,18 +166,11 @@ static int value_err(wctx_t *c, int rc, const char *field, const char *expected)
 	return fail_malformed(c, "truncated or invalid msgpack");
 }
 
-/* A registry name (herald.is_plain_name): [A-Za-z0-9][A-Za-z0-9._-]*. */
+/* A registry name (herald.is_plain_name): a worker-name string that
+ * starts with a letter or digit. */
 static bool plain_name(const char *s, size_t len)
 {
-	if (len == 0)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = s[i];
-		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-		if (!alnum && (i == 0 || (ch != '.' && ch != '_' && ch != '-')))
-			return false;
-	}
-	return true;
+	return is_worker_name(s, len) && s[0] != '.' && s[0] != '_' && s[0] != '-';
 }
 
 /* A str of min_len..max_len bytes of UTF-8 without NUL, borrowed from the frame. */
@@ -713,8 +706,7 @@ static bool job_encodable(const hd_wire_job_t *j)
 	    j->lease_ms > HD_WIRE_MAX_LEASE_MS || !j->recipient || !j->kind || !j->msg ||
 	    (unsigned)j->klass > HD_CLASS_BULK)
 		return false;
-	if (j->endpoint && (strlen(j->endpoint) > HD_WIRE_MAX_NAME_BYTES ||
-			    !plain_name(j->endpoint, strlen(j->endpoint))))
+	if (j->endpoint && !plain_name(j->endpoint, strlen(j->endpoint)))
 		return false;
 	const hd_msg_t *m = j->msg;
 	if (strcmp(j->kind, "to") == 0)

@@ -57,23 +57,20 @@ BEGIN
 	-- tiny table could win at the first call (sql/007's WHY). Back on
 	-- before the audit seal runs.
 	PERFORM set_config('enable_seqscan', 'off', true);
-	SELECT array_agg(e.id ORDER BY e.id), array_agg(e.why ORDER BY e.id)
+	SELECT array_agg(x.id ORDER BY x.id),
+	       array_agg(CASE WHEN x.head IS NULL
+	                      THEN coalesce(x.department, '(no department)') || ' has no active head'
+	                      ELSE 'the sender heads ' || x.department END ORDER BY x.id)
 	  INTO v_ids, v_whys
-	  FROM (SELECT n.id,
+	  FROM (SELECT n.id, n.department,
 	               (SELECT s.address
 	                  FROM herald.departments AS d
 	                  JOIN herald.staff AS s ON s.address = lower(d.head) AND s.active
 	                 WHERE d.name = n.department) AS head,
 	               (SELECT lower(m.sender) FROM herald.messages AS m
-	                 WHERE m.id = n.message_id) AS sender,
-	               n.department
+	                 WHERE m.id = n.message_id) AS sender
 	          FROM new_requests AS n
 	         WHERE n.level = 1 AND n.approver_role = 'dept_head') AS x
-	 CROSS JOIN LATERAL (
-	       SELECT x.id,
-	              CASE WHEN x.head IS NULL
-	                   THEN coalesce(x.department, '(no department)') || ' has no active head'
-	                   ELSE 'the sender heads ' || x.department END AS why) AS e
 	 WHERE x.head IS NULL OR x.head = x.sender;
 	IF v_ids IS NOT NULL THEN
 		UPDATE herald.approval_requests AS r

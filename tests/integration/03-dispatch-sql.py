@@ -166,7 +166,9 @@ def test_migrate_applies_002_with_its_columns_indexes_and_roles():
 
 def test_record_outcomes_stays_key_lookups_after_the_table_grows_in_the_same_session():
     # heraldd calls record_outcomes for months in one session; its first
-    # call may come while deliveries is nearly empty. Plans are cached per
+    # call may come while deliveries is nearly empty. (Listed right after
+    # the migration, so that this session's first call sees a near-empty
+    # table, as heraldd's does.) Plans are cached per
     # session, so a plan fit for a tiny table (sequential scans) must not
     # survive into a large one. auto_explain shows the plans actually run.
     (mid,) = intake([entry()])
