@@ -89,8 +89,7 @@ fake = { channel = "email"; delay_ms = 0; slow_ms = 300; record_file = "%s"; };
 """ % RECORD, name="w1")
         # A worker's READY claims at once: let it arrive before the test
         # starts, or it would split the claim the test is about.
-        wait_until(lambda: "dispatch.worker_ready" in stack.log(), 10,
-                   what="heraldd to see the worker")
+        stack.wait_worker_ready()
         run_tests([
             ("test_deliveries_accepted_and_results_arriving_within_the_window_share_one_statement",
              test_deliveries_accepted_and_results_arriving_within_the_window_share_one_statement),

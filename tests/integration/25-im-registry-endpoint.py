@@ -95,8 +95,7 @@ if __name__ == "__main__":
             stack.start_db()
             stack.start_heraldd()
             stack.start_worker(worker_config(), name="w1")
-            wait_until(lambda: "dispatch.worker_ready" in stack.log(), 10,
-                       what="heraldd to see the worker")
+            stack.wait_worker_ready()
             run_tests([
                 ("test_I3_two_groups_sharing_one_registered_endpoint_are_both_posted_there",
                  test_I3_two_groups_sharing_one_registered_endpoint_are_both_posted_there),

@@ -216,6 +216,11 @@ class Stack:
         self.workers.append(proc)
         return proc
 
+    def wait_worker_ready(self, timeout=10.0):
+        """Until heraldd has logged a worker's READY (which claims at once)."""
+        wait_until(lambda: "dispatch.worker_ready" in self.log(), timeout,
+                   what="heraldd to see the worker")
+
     def worker_log(self, name="w1"):
         try:
             with open(os.path.join(self.tmp, "worker-%s.log" % name), errors="replace") as f:
