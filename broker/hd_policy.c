@@ -936,17 +936,6 @@ size_t hd_policy_term_count(const hd_policy_t *self)
 	return self->term_count;
 }
 
-static void hd_policy_print_string(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', out);
-		fputc(*s, out);
-	}
-	fputc('"', out);
-}
-
 static void hd_policy_print_names(FILE *out, const char *key, unsigned bits,
 				  const char *const *names, unsigned n)
 {
@@ -972,7 +961,7 @@ void hd_policy_print(const hd_policy_t *self, FILE *out)
 		fprintf(out, "    %s = { terms = [", l->name);
 		for (size_t k = 0; k < l->count; k++) {
 			fputs(k ? ", " : "", out);
-			hd_policy_print_string(out, l->terms[k]);
+			hd_config_print_string(out, l->terms[k]);
 		}
 		fputs("]; };\n", out);
 	}
@@ -1004,7 +993,7 @@ void hd_policy_print(const hd_policy_t *self, FILE *out)
 		}
 		if (r->hint) {
 			fputs(" hint = ", out);
-			hd_policy_print_string(out, r->hint);
+			hd_config_print_string(out, r->hint);
 			fputc(';', out);
 		}
 		fprintf(out, " }%s\n", i + 1 < self->rule_count ? "," : "");

@@ -377,7 +377,7 @@ int hd_config_load(const char *path, hd_config_t **out, char *err, size_t errlen
 	return HD_OK;
 }
 
-static void hd_config_print_string(FILE *out, const char *s)
+void hd_config_print_string(FILE *out, const char *s)
 {
 	fputc('"', out);
 	for (; *s; s++) {

@@ -99,6 +99,10 @@ void hd_config_set_include_dir(struct config_t *lc, const char *path);
 /* Write the effective configuration in libconfig syntax. */
 void hd_config_print(const hd_config_t *self, FILE *out);
 
+/* Print s as a libconfig string literal ("..." with \" and \\ escaped):
+ * shared by every --print-config. */
+void hd_config_print_string(FILE *out, const char *s);
+
 /* NULL-safe; sets *self_p to NULL. */
 void hd_config_destroy(hd_config_t **self_p);
 

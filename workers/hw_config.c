@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hd_config.h"
 #include "hd_err.h"
 #include "hd_mem.h"
 #include "hd_seal.h"
@@ -302,17 +303,6 @@ int hw_config_override(hw_config_t *self, const char *broker, const char *name, 
 
 /* ---- printing -------------------------------------------------------------- */
 
-static void hw_print_string(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', out);
-		fputc(*s, out);
-	}
-	fputc('"', out);
-}
-
 /* Driver settings that look like credentials are not shown (paths to them are). */
 static bool hw_is_secret(const char *name)
 {
@@ -344,7 +334,7 @@ static void hw_print_value(FILE *out, const config_setting_t *s, int depth)
 		fputs(config_setting_get_bool(s) ? "true" : "false", out);
 		break;
 	case CONFIG_TYPE_STRING:
-		hw_print_string(out, config_setting_get_string(s));
+		hd_config_print_string(out, config_setting_get_string(s));
 		break;
 	case CONFIG_TYPE_ARRAY:
 	case CONFIG_TYPE_LIST: {
@@ -384,7 +374,7 @@ void hw_config_print(const hw_config_t *self, FILE *out)
 		if (p->type == HW_PARAM_INT)
 			fprintf(out, "%lld", (long long)*(int64_t *)hw_config_field(cfg, p->offset));
 		else
-			hw_print_string(out, *(char **)hw_config_field(cfg, p->offset));
+			hd_config_print_string(out, *(char **)hw_config_field(cfg, p->offset));
 		fputs(";\n", out);
 	}
 	/* Key file paths, never their content. */
@@ -392,7 +382,7 @@ void hw_config_print(const hw_config_t *self, FILE *out)
 	      "security = {\n  keys = [", out);
 	for (size_t i = 0; i < cfg->seal_key_count; i++) {
 		fputs(i ? ", " : "", out);
-		hw_print_string(out, cfg->seal_keys[i]);
+		hd_config_print_string(out, cfg->seal_keys[i]);
 	}
 	fputs("];\n};\n", out);
 	for (size_t i = 0; i < cfg->driver_count; i++) {
