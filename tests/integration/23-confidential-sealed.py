@@ -29,6 +29,7 @@ import shutil
 import ssl
 import subprocess
 
+import tls_pki
 from herald_client import Producer, email, random_key
 from herald_harness import Stack, binary, free_port, run_tests, wait_until
 from smtp_sink import SmtpSink
@@ -57,21 +58,9 @@ def write_key(path, data, mode=0o600):
 
 
 def make_pki(d):
-    """A CA and a localhost certificate it signed, made now with openssl."""
+    """The test CA and localhost certificate, in a new directory d."""
     os.makedirs(d)
-
-    def sh(*args):
-        subprocess.run(args, check=True, capture_output=True, cwd=d)
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-       "-subj", "/CN=Herald K2 Test CA", "-keyout", "ca.key", "-out", "ca.pem")
-    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-       "-keyout", "server.key", "-out", "server.csr")
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    sh("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-       "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
-    for key in ("ca.key", "server.key"):
-        os.chmod(os.path.join(d, key), 0o600)
+    tls_pki.make_pki(d, ca_name="Herald K2 Test CA")
 
 
 class TlsServer:

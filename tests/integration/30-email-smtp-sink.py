@@ -21,11 +21,11 @@ import base64
 import os
 import shutil
 import ssl
-import subprocess
 import tempfile
 import threading
 import time
 
+import tls_pki
 from channel_probe import run
 from herald_harness import run_tests
 from smtp_sink import SmtpSink, free_port
@@ -236,24 +236,6 @@ def test_close_settles_the_job_in_progress_and_returns_the_rest_as_retry():
 
 # ---- STARTTLS against aiosmtpd ------------------------------------------------
 
-def make_pki(d):
-    """A CA and a localhost certificate it signed, made now with openssl."""
-    def sh(*args):
-        subprocess.run(args, check=True, capture_output=True, cwd=d)
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-       "-subj", "/CN=Herald Test CA", "-keyout", "ca.key", "-out", "ca.pem")
-    sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-       "-keyout", "server.key", "-out", "server.csr")
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    sh("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-       "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-       "-subj", "/CN=Some Other CA", "-keyout", "other.key", "-out", "other.pem")
-    for key in ("ca.key", "server.key", "other.key"):
-        os.chmod(os.path.join(d, key), 0o600)
-
-
 class TlsServer:
     """aiosmtpd that refuses MAIL before STARTTLS (require_starttls)."""
 
@@ -293,7 +275,7 @@ class TlsServer:
 def test_starttls_delivers_confidential_mail_only_to_a_verified_server():
     d = tempfile.mkdtemp(prefix="herald-pki-")
     try:
-        make_pki(d)
+        tls_pki.make_pki(d)
         home = os.path.join(d, "home")
         os.mkdir(home)
         server = TlsServer(d)
@@ -334,7 +316,7 @@ def test_starttls_delivers_confidential_mail_only_to_a_verified_server():
 def test_auth_sends_the_credentials_over_tls_and_a_refusal_is_retry():
     d = tempfile.mkdtemp(prefix="herald-pki-")
     try:
-        make_pki(d)
+        tls_pki.make_pki(d)
         server = TlsServer(d, users={"herald": "pa ss:wörd"})
         try:
             cfg = config("localhost:%d" % server.port, starttls="required",
